@@ -1,0 +1,183 @@
+//! The data plane: the object store that holds every document and (next) every file and frame.
+//!
+//! Stores are chosen by URL: `file:///abs/dir` (the default, under the sluice home) or
+//! `memory://` (tests and benchmarks). Objects are addressed by full URIs in the records, so a
+//! record keeps pointing at the right place whatever store the host is started with later.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// Longest project or domain name.
+pub const MAX_SCOPE_NAME_LEN: usize = 63;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    #[error("store {url}: {message}")]
+    Store { url: String, message: String },
+    #[error("{uri}: {source}")]
+    Object {
+        uri: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{uri}: not an object of this store ({base})")]
+    Foreign { uri: String, base: String },
+    #[error("{what} {name:?}: must be 1 to {MAX_SCOPE_NAME_LEN} characters of a-z, 0-9, '-' or '_', starting with a letter or digit")]
+    BadName { what: &'static str, name: String },
+}
+
+/// Checks a project or domain name, which becomes a path segment of every object of a run.
+pub fn check_scope_name(what: &'static str, name: &str) -> Result<(), DataError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if first_ok && rest_ok && name.len() <= MAX_SCOPE_NAME_LEN {
+        Ok(())
+    } else {
+        Err(DataError::BadName {
+            what,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Where one attempt's objects go: `<project>/<domain>/<run>/<action>/<attempt>/`.
+#[derive(Debug, Clone)]
+pub struct AttemptPrefix(String);
+
+impl AttemptPrefix {
+    pub fn new(project: &str, domain: &str, run: &str, action: &str, attempt: u32) -> Self {
+        AttemptPrefix(format!("{project}/{domain}/{run}/{action}/{attempt}"))
+    }
+
+    pub fn inputs(&self) -> String {
+        format!("{}/inputs.msgpack", self.0)
+    }
+    pub fn outputs(&self) -> String {
+        format!("{}/outputs.msgpack", self.0)
+    }
+    pub fn log(&self) -> String {
+        format!("{}/log.txt", self.0)
+    }
+}
+
+/// An object store and the URL it was opened from.
+#[derive(Clone)]
+pub struct DataStore {
+    store: Arc<dyn ObjectStore>,
+    /// The store's URL without a trailing slash; object URIs are `<base>/<path>`.
+    base: String,
+}
+
+impl DataStore {
+    /// Opens a store by URL (creating a local directory if needed).
+    pub fn open(url: &str) -> Result<DataStore, DataError> {
+        let fail = |message: String| DataError::Store {
+            url: url.to_string(),
+            message,
+        };
+        if let Some(dir) = url.strip_prefix("file://") {
+            if !dir.starts_with('/') {
+                return Err(fail("a file:// store needs an absolute path".into()));
+            }
+            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| fail(e.to_string()))?;
+            return Ok(DataStore {
+                store: Arc::new(fs),
+                base: format!("file://{}", dir.trim_end_matches('/')),
+            });
+        }
+        if url == "memory://" || url == "memory:///" {
+            return Ok(DataStore {
+                store: Arc::new(InMemory::new()),
+                base: "memory://".to_string(),
+            });
+        }
+        Err(fail(
+            "unsupported store (this version opens file:///abs/dir and memory://)".into(),
+        ))
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn uri_of(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path)
+    }
+
+    fn path_of(&self, uri: &str) -> Result<Path, DataError> {
+        uri.strip_prefix(&self.base)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(Path::from)
+            .ok_or_else(|| DataError::Foreign {
+                uri: uri.to_string(),
+                base: self.base.clone(),
+            })
+    }
+
+    /// Stores `bytes` at `path` (relative to the store) and returns the object's URI.
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<String, DataError> {
+        let uri = self.uri_of(path);
+        self.store
+            .put(&Path::from(path), PutPayload::from(bytes))
+            .await
+            .map_err(|source| DataError::Object {
+                uri: uri.clone(),
+                source,
+            })?;
+        Ok(uri)
+    }
+
+    /// Reads a whole object by URI.
+    pub async fn get(&self, uri: &str) -> Result<Bytes, DataError> {
+        let path = self.path_of(uri)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|source| DataError::Object {
+                uri: uri.to_string(),
+                source,
+            })?;
+        result.bytes().await.map_err(|source| DataError::Object {
+            uri: uri.to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_names_that_could_escape_or_collide_are_refused() {
+        assert!(check_scope_name("project", "flytesnacks").is_ok());
+        assert!(check_scope_name("project", "team-a_2").is_ok());
+        for bad in ["", "..", "a/b", "Upper", "-x", &"x".repeat(64)] {
+            let err = check_scope_name("project", bad).unwrap_err();
+            assert!(err.to_string().starts_with("project "), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn objects_round_trip_by_uri_and_foreign_uris_are_refused() {
+        let store = DataStore::open("memory://").unwrap();
+        let uri = store.put("p/d/r/a0/1/inputs.msgpack", vec![1, 2]).await.unwrap();
+        assert_eq!(uri, "memory:///p/d/r/a0/1/inputs.msgpack");
+        assert_eq!(store.get(&uri).await.unwrap().as_ref(), &[1, 2]);
+        let err = store.get("file:///etc/passwd").await.unwrap_err();
+        assert!(matches!(err, DataError::Foreign { .. }), "{err}");
+    }
+}

@@ -1,0 +1,152 @@
+//! Loading components: precompile once, keep the machine code on disk, map it on later loads.
+//!
+//! Compiling a component takes from 76 ms (a small Rust guest) to 10 s (a JS or Python guest);
+//! mapping a precompiled one takes about 0.1 ms. The cache file name holds the component's SHA-256
+//! and a hash of everything in the engine's configuration that affects compiled code, so a
+//! changed setting or wasmtime version never loads stale code.
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::attempt::{describe_component, AttemptLimits};
+use super::{Engine, EngineError};
+use crate::bindings::TaskEnvironmentPre;
+use crate::spec::TaskSpec;
+
+/// Where a loaded component's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Compiled now (and written to the cache).
+    Compiled,
+    /// Mapped from the on-disk cache without compiling.
+    DiskCache,
+}
+
+/// A component ready to run: its tasks, and an `InstancePre` from which each attempt gets a
+/// fresh instance.
+pub struct LoadedComponent {
+    /// SHA-256 of the component's bytes, lowercase hex.
+    pub digest: String,
+    /// Where it was loaded from (a path, or a name the embedder gave).
+    pub source_name: String,
+    pub size_bytes: u64,
+    pub compile_source: CompileSource,
+    pub tasks: Vec<TaskSpec>,
+    pub(crate) pre: TaskEnvironmentPre<super::attempt::AttemptState>,
+}
+
+impl LoadedComponent {
+    pub fn task(&self, name: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+/// Feeds `Hash` output into SHA-256 so the engine's compatibility hash is stable across runs
+/// (std's `DefaultHasher` makes no such promise).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0 // unused: the digest is read with `finalize`
+    }
+}
+
+impl Engine {
+    /// Compiles or maps `bytes`, links it, and asks it to describe its tasks.
+    pub async fn load(
+        &self,
+        bytes: &[u8],
+        source_name: &str,
+    ) -> Result<LoadedComponent, EngineError> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let cache_path = self.cache_path(&digest);
+        let (component, compile_source) = match self.map_cached(&cache_path) {
+            Some(component) => (component, CompileSource::DiskCache),
+            None => {
+                let component = self.compile_into_cache(bytes, source_name, &cache_path).await?;
+                (component, CompileSource::Compiled)
+            }
+        };
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| EngineError::Link {
+                    source_name: source_name.to_string(),
+                    message: format!("{e:#}"),
+                })?;
+        let pre = TaskEnvironmentPre::new(instance_pre).map_err(|e| EngineError::Link {
+            source_name: source_name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let limits = AttemptLimits::for_describe(self.config.max_memory_bytes);
+        let tasks = describe_component(&self.engine, &pre, &limits, source_name).await?;
+        Ok(LoadedComponent {
+            digest,
+            source_name: source_name.to_string(),
+            size_bytes: bytes.len() as u64,
+            compile_source,
+            tasks,
+            pre,
+        })
+    }
+
+    fn cache_path(&self, digest: &str) -> PathBuf {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut hasher);
+        let engine_hash = hex::encode(hasher.0.finalize());
+        self.config
+            .compile_cache_dir
+            .join(format!("{digest}-{}.cwasm", &engine_hash[..16]))
+    }
+
+    fn map_cached(&self, path: &Path) -> Option<Component> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file is one this engine configuration wrote with `precompile_component`
+        // (its name carries the engine's compatibility hash) in the sluice home, which only the
+        // host's user writes. A file that fails to deserialize is recompiled and replaced.
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+
+    async fn compile_into_cache(
+        &self,
+        bytes: &[u8],
+        source_name: &str,
+        path: &Path,
+    ) -> Result<Component, EngineError> {
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        let compiled = tokio::task::spawn_blocking(move || engine.precompile_component(&owned))
+            .await
+            .map_err(|e| EngineError::Config(format!("compile thread: {e}")))?
+            .map_err(|e| EngineError::Compile {
+                source_name: source_name.to_string(),
+                message: format!("{e:#}"),
+            })?;
+        let io_err = |e: std::io::Error| EngineError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        // Write beside the final name and rename, so a concurrent loader never maps half a file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &compiled).map_err(io_err)?;
+        std::fs::rename(&tmp, path).map_err(io_err)?;
+        // SAFETY: as in `map_cached`; the bytes were produced just now by this engine.
+        unsafe { Component::deserialize_file(&self.engine, path) }.map_err(|e| {
+            EngineError::Compile {
+                source_name: source_name.to_string(),
+                message: format!("mapping the compiled code: {e:#}"),
+            }
+        })
+    }
+}

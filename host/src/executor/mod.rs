@@ -1,0 +1,133 @@
+//! The run lifecycle, the only place that ties engine, records and data together.
+//!
+//! A run today is one action with one attempt (retries, caching and child calls come next):
+//! validate and store the inputs, record the run as running, run the attempt in a fresh sandbox,
+//! validate and store the outputs, and only then record the outcome.
+
+pub(crate) mod run;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::data::DataError;
+use crate::records::RecordsError;
+use crate::values::Value;
+
+pub use run::execute;
+
+/// Host-wide defaults for every attempt; a task's own settings override them.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest inputs or outputs MessagePack document (10 MiB).
+    pub inline_limit_bytes: u64,
+    /// Deadline of one attempt (10 minutes).
+    pub timeout: Duration,
+    /// Linear memory cap of one attempt (512 MiB); never above the engine's pool slot size.
+    pub memory_limit_bytes: u64,
+    /// Log kept per attempt: stdout, stderr and `log` calls together (1 MiB).
+    pub log_limit_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            inline_limit_bytes: 10 << 20,
+            timeout: Duration::from_secs(600),
+            memory_limit_bytes: 512 << 20,
+            log_limit_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What to run and where it belongs.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub task: String,
+    pub inputs: BTreeMap<String, Value>,
+    pub project: String,
+    pub domain: String,
+}
+
+impl RunRequest {
+    /// A request for `task` in the default project and domain (`default` / `development`).
+    pub fn new(task: impl Into<String>) -> Self {
+        RunRequest {
+            task: task.into(),
+            inputs: BTreeMap::new(),
+            project: "default".to_string(),
+            domain: "development".to_string(),
+        }
+    }
+
+    pub fn input(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.inputs.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn inputs(mut self, inputs: BTreeMap<String, Value>) -> Self {
+        self.inputs = inputs;
+        self
+    }
+
+    pub fn scope(mut self, project: impl Into<String>, domain: impl Into<String>) -> Self {
+        self.project = project.into();
+        self.domain = domain.into();
+        self
+    }
+}
+
+/// Why a recorded run failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunFailure {
+    /// user | input | output | failure | trap | deadline | memory | instantiate
+    pub kind: String,
+    pub message: String,
+    /// For user errors: whether the task said another attempt could succeed.
+    pub retryable: bool,
+}
+
+impl RunFailure {
+    /// Errors in the task's own logic or in what it was given, as opposed to system failures.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self.kind.as_str(), "user" | "input")
+    }
+}
+
+/// Where the time of a run went.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RunTimings {
+    pub instantiate: Duration,
+    pub call: Duration,
+    /// Validation, encoding, object store writes and database writes.
+    pub record: Duration,
+    pub total: Duration,
+}
+
+/// A recorded run's outcome.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub outputs: Result<BTreeMap<String, Value>, RunFailure>,
+    pub log: Option<String>,
+    pub timings: RunTimings,
+}
+
+/// A run that could not be started or recorded (a task that failed is an `Ok(RunOutcome)`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error("no task named {task:?} in {component} (it has: {known})")]
+    UnknownTask {
+        task: String,
+        component: String,
+        known: String,
+    },
+    #[error("task {task}: asks for {asked} bytes of memory, above the host's maximum of {max}")]
+    MemoryAboveMaximum { task: String, asked: u64, max: u64 },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+}

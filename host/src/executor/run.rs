@@ -1,0 +1,212 @@
+//! One run, start to end.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
+use crate::data::{check_scope_name, AttemptPrefix, DataStore};
+use crate::engine::{AttemptFailure, AttemptLimits, Engine, LoadedComponent};
+use crate::records::{now_micros, AttemptEnd, NewRun, Records};
+use crate::spec::TaskSpec;
+use crate::values::validate::conform_document;
+use crate::values::{msgpack, Value};
+
+/// The parts a run uses.
+pub struct RunContext<'a> {
+    pub engine: &'a Engine,
+    pub records: &'a Records,
+    pub store: &'a DataStore,
+    pub limits: &'a Limits,
+}
+
+/// The id of a new run: a ULID, so ids sort by creation time.
+fn new_run_id() -> String {
+    format!("r{}", ulid::Ulid::generate().to_string().to_lowercase())
+}
+
+/// The root action of a run (child actions of later versions get ids under it).
+const ROOT_ACTION: &str = "a0";
+
+fn failure(kind: &str, message: impl Into<String>) -> RunFailure {
+    RunFailure {
+        kind: kind.to_string(),
+        message: message.into(),
+        retryable: false,
+    }
+}
+
+fn attempt_limits(spec: &TaskSpec, limits: &Limits, max_memory: u64) -> Result<AttemptLimits, RunError> {
+    let memory_bytes = spec.memory_limit_bytes.unwrap_or(limits.memory_limit_bytes);
+    if memory_bytes > max_memory {
+        return Err(RunError::MemoryAboveMaximum {
+            task: spec.name.clone(),
+            asked: memory_bytes,
+            max: max_memory,
+        });
+    }
+    Ok(AttemptLimits {
+        timeout: spec
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(limits.timeout),
+        memory_bytes,
+        log_bytes: limits.log_limit_bytes,
+    })
+}
+
+/// Encodes a document and checks it against the inline limit.
+fn encode_within(
+    doc: &BTreeMap<String, Value>,
+    side: &str,
+    limit: u64,
+) -> Result<Vec<u8>, RunFailure> {
+    let bytes = msgpack::encode_document(doc);
+    if bytes.len() as u64 > limit {
+        return Err(failure(
+            if side == "inputs" { "input" } else { "output" },
+            format!(
+                "{side}: document is {} bytes, above the inline limit of {limit} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Runs `req` once and records it. Task failures are an `Ok` outcome; `Err` means the run could
+/// not be started or its record could not be written.
+pub async fn execute(
+    ctx: &RunContext<'_>,
+    component: &LoadedComponent,
+    req: RunRequest,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let spec = component.task(&req.task).ok_or_else(|| RunError::UnknownTask {
+        task: req.task.clone(),
+        component: component.source_name.clone(),
+        known: component
+            .tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    check_scope_name("project", &req.project)?;
+    check_scope_name("domain", &req.domain)?;
+    let limits = attempt_limits(spec, ctx.limits, ctx.engine.config().max_memory_bytes)?;
+    let inline_limit = spec.inline_limit_bytes.unwrap_or(ctx.limits.inline_limit_bytes);
+
+    let run_id = new_run_id();
+    let attempt = 1;
+    let prefix = AttemptPrefix::new(&req.project, &req.domain, &run_id, ROOT_ACTION, attempt);
+
+    // Inputs: conform, encode, store. An invalid document is still stored (as given) when it
+    // fits, so `runs show` can display what was rejected.
+    let checked = conform_document(req.inputs.clone(), &spec.interface.inputs, "inputs")
+        .map_err(|e| failure("input", e.to_string()));
+    let inputs_doc = checked.as_ref().unwrap_or(&req.inputs);
+    let encoded = encode_within(inputs_doc, "inputs", inline_limit);
+    let input_failure = match (&checked, &encoded) {
+        (Err(e), _) | (_, Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    let inputs_bytes = encoded.unwrap_or_else(|_| msgpack::encode_document(&BTreeMap::new()));
+    let inputs_uri = ctx.store.put(&prefix.inputs(), inputs_bytes.clone()).await?;
+    ctx.records
+        .start_run(&NewRun {
+            run_id: run_id.clone(),
+            project: req.project.clone(),
+            domain: req.domain.clone(),
+            component_digest: component.digest.clone(),
+            task: spec.name.clone(),
+            action_id: ROOT_ACTION.to_string(),
+            attempt,
+            started_at: now_micros(),
+            inputs_uri,
+        })
+        .await?;
+
+    let mut timings = RunTimings::default();
+    let mut log = None;
+    let result = match input_failure {
+        Some(f) => Err(f),
+        None => {
+            let report = ctx
+                .engine
+                .run_attempt(component, &limits, &spec.name, &inputs_bytes)
+                .await;
+            timings.instantiate = report.instantiate_time;
+            timings.call = report.call_time;
+            log = report.log;
+            match report.result {
+                Ok(bytes) => accept_outputs(&bytes, spec, inline_limit),
+                Err(f) => Err(from_attempt(f)),
+            }
+        }
+    };
+
+    // Outputs are durable before any record says so.
+    let outcome = match &result {
+        Ok((_, bytes)) => Ok(ctx.store.put(&prefix.outputs(), bytes.clone()).await?),
+        Err(f) => Err((f.kind.clone(), f.message.clone())),
+    };
+    let log_uri = match &log {
+        Some(text) => Some(ctx.store.put(&prefix.log(), text.clone().into_bytes()).await?),
+        None => None,
+    };
+    ctx.records
+        .finish_run(&AttemptEnd {
+            run_id: run_id.clone(),
+            action_id: ROOT_ACTION.to_string(),
+            attempt,
+            ended_at: now_micros(),
+            outcome,
+            log_uri,
+            instantiate_us: Some(timings.instantiate.as_micros() as i64),
+            call_us: Some(timings.call.as_micros() as i64),
+        })
+        .await?;
+    timings.total = started.elapsed();
+    timings.record = timings
+        .total
+        .saturating_sub(timings.instantiate + timings.call);
+    Ok(RunOutcome {
+        run_id,
+        outputs: result.map(|(doc, _)| doc),
+        log,
+        timings,
+    })
+}
+
+fn from_attempt(f: AttemptFailure) -> RunFailure {
+    let retryable = matches!(f, AttemptFailure::User { retryable: true, .. });
+    RunFailure {
+        kind: f.kind().to_string(),
+        message: f.to_string(),
+        retryable,
+    }
+}
+
+/// Decodes, validates and re-encodes (canonically) what the guest returned.
+fn accept_outputs(
+    bytes: &[u8],
+    spec: &TaskSpec,
+    inline_limit: u64,
+) -> Result<(BTreeMap<String, Value>, Vec<u8>), RunFailure> {
+    // Check the guest's own bytes first: a huge document is refused before it is decoded.
+    if bytes.len() as u64 > inline_limit {
+        return Err(failure(
+            "output",
+            format!(
+                "outputs: document is {} bytes, above the inline limit of {inline_limit} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    let doc = msgpack::decode_document(bytes, "outputs")
+        .map_err(|e| failure("output", e.to_string()))?;
+    let doc = conform_document(doc, &spec.interface.outputs, "outputs")
+        .map_err(|e| failure("output", e.to_string()))?;
+    let canonical = encode_within(&doc, "outputs", inline_limit)?;
+    Ok((doc, canonical))
+}

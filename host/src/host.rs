@@ -1,0 +1,275 @@
+//! The embedding API: build a [`Host`], load components, run their tasks.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sluice_host::{Host, RunRequest};
+//! let host = Host::builder().home("/tmp/sluice-home").build().await?;
+//! let env = host.load_file("tasks.wasm").await?;
+//! let outcome = host
+//!     .run(&env, RunRequest::new("add").input("x", 1i64).input("y", 2i64).scope("acme", "prod"))
+//!     .await?;
+//! println!("{:?}", outcome.outputs);
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::data::{DataError, DataStore};
+use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
+use crate::executor::run::RunContext;
+use crate::executor::{execute, Limits, RunError, RunOutcome, RunRequest};
+use crate::records::{ActionRecord, AttemptRecord, RecordsError, RunFilter, RunRecord, Records};
+use crate::values::{msgpack, Value};
+
+/// Environment variable naming the sluice home (default `.sluice` in the working directory).
+pub const HOME_ENV: &str = "SLUICE_HOME";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+}
+
+/// Builds a [`Host`]. Every setting has an embedded default: a SQLite file and a local object
+/// store directory under the home, so nothing needs a server.
+#[derive(Debug, Clone, Default)]
+pub struct HostBuilder {
+    home: Option<PathBuf>,
+    database_url: Option<String>,
+    store_url: Option<String>,
+    limits: Limits,
+    pooling: Option<bool>,
+    max_instances: Option<u32>,
+    max_memory_bytes: Option<u64>,
+}
+
+impl HostBuilder {
+    /// The directory holding the default database, object store and compile cache.
+    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.home = Some(dir.into());
+        self
+    }
+    /// `sqlite:///abs/file.db`, `sqlite::memory:`, or (later) `postgres://...`.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+    /// `file:///abs/dir` or `memory://`.
+    pub fn store_url(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
+        self
+    }
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Pooling instance allocator (on by default).
+    pub fn pooling(mut self, on: bool) -> Self {
+        self.pooling = Some(on);
+        self
+    }
+    /// Instances alive at once (the pool's size; 256 by default).
+    pub fn max_instances(mut self, n: u32) -> Self {
+        self.max_instances = Some(n);
+        self
+    }
+    /// Largest memory any attempt may be granted (4 GiB by default).
+    pub fn max_memory_bytes(mut self, n: u64) -> Self {
+        self.max_memory_bytes = Some(n);
+        self
+    }
+
+    pub async fn build(self) -> Result<Host, HostError> {
+        let home = match self.home {
+            Some(h) => h,
+            None => std::env::var_os(HOME_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".sluice")),
+        };
+        let io_err = |path: &Path, e: std::io::Error| HostError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(&home).map_err(|e| io_err(&home, e))?;
+        let home = std::fs::canonicalize(&home).map_err(|e| io_err(&home, e))?;
+        let mut engine_config = EngineConfig::new(home.join("compiled"));
+        if let Some(p) = self.pooling {
+            engine_config.pooling = p;
+        }
+        if let Some(n) = self.max_instances {
+            engine_config.max_instances = n;
+        }
+        if let Some(n) = self.max_memory_bytes {
+            engine_config.max_memory_bytes = n;
+        }
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", home.join("sluice.db").display()));
+        let store_url = self
+            .store_url
+            .unwrap_or_else(|| format!("file://{}", home.join("store").display()));
+        let engine = Engine::new(engine_config)?;
+        let records = Records::connect(&database_url).await?;
+        let store = DataStore::open(&store_url)?;
+        Ok(Host {
+            engine,
+            records,
+            store,
+            limits: self.limits,
+            home,
+            loaded: Mutex::default(),
+        })
+    }
+}
+
+/// A run as recorded, with its documents decoded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetails {
+    pub run: RunRecord,
+    pub actions: Vec<ActionRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    #[serde(skip)]
+    pub inputs: Option<BTreeMap<String, Value>>,
+    #[serde(skip)]
+    pub outputs: Option<BTreeMap<String, Value>>,
+    pub log: Option<String>,
+}
+
+/// The sluice host: an engine, a database, an object store, and the loaded components.
+pub struct Host {
+    engine: Engine,
+    records: Records,
+    store: DataStore,
+    limits: Limits,
+    home: PathBuf,
+    loaded: Mutex<HashMap<String, Arc<LoadedComponent>>>,
+}
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+    pub fn store(&self) -> &DataStore {
+        &self.store
+    }
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Loads a component file (see [`Host::load_bytes`]).
+    pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedComponent>, HostError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| HostError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.load_bytes(&bytes, &path.display().to_string()).await
+    }
+
+    /// Loads a component: compiles it (or maps its cached machine code), asks it to describe its
+    /// tasks, and registers it. Loading the same bytes again returns the same component.
+    pub async fn load_bytes(
+        &self,
+        bytes: &[u8],
+        source_name: &str,
+    ) -> Result<Arc<LoadedComponent>, HostError> {
+        let component = Arc::new(self.engine.load(bytes, source_name).await?);
+        if let Some(existing) = self.lock_loaded().get(&component.digest) {
+            return Ok(existing.clone());
+        }
+        self.records
+            .register_component(
+                &component.digest,
+                source_name,
+                component.size_bytes,
+                &component.tasks,
+            )
+            .await?;
+        let mut loaded = self.lock_loaded();
+        let entry = loaded
+            .entry(component.digest.clone())
+            .or_insert(component);
+        Ok(entry.clone())
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedComponent>>> {
+        match self.loaded.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Runs a task of a loaded component and records the run.
+    pub async fn run(
+        &self,
+        component: &LoadedComponent,
+        request: RunRequest,
+    ) -> Result<RunOutcome, RunError> {
+        let ctx = RunContext {
+            engine: &self.engine,
+            records: &self.records,
+            store: &self.store,
+            limits: &self.limits,
+        };
+        execute(&ctx, component, request).await
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, HostError> {
+        Ok(self.records.list_runs(filter).await?)
+    }
+
+    /// A recorded run with its inputs, outputs and log read back from the store.
+    pub async fn run_details(&self, run_id: &str) -> Result<Option<RunDetails>, HostError> {
+        let Some((run, actions, attempts)) = self.records.run(run_id).await? else {
+            return Ok(None);
+        };
+        let root = actions.iter().find(|a| a.parent_id.is_none());
+        let inputs = match root.and_then(|a| a.inputs_uri.as_deref()) {
+            Some(uri) => Some(self.read_document(uri).await?),
+            None => None,
+        };
+        let outputs = match root.and_then(|a| a.outputs_uri.as_deref()) {
+            Some(uri) => Some(self.read_document(uri).await?),
+            None => None,
+        };
+        let log = match attempts.last().and_then(|a| a.log_uri.as_deref()) {
+            Some(uri) => Some(String::from_utf8_lossy(&self.store.get(uri).await?).into_owned()),
+            None => None,
+        };
+        Ok(Some(RunDetails {
+            run,
+            actions,
+            attempts,
+            inputs,
+            outputs,
+            log,
+        }))
+    }
+
+    async fn read_document(&self, uri: &str) -> Result<BTreeMap<String, Value>, HostError> {
+        let bytes = self.store.get(uri).await?;
+        msgpack::decode_document(&bytes, uri).map_err(|e| HostError::Io {
+            path: uri.to_string(),
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! What the host knows about a task: its interface and the settings it declared.
+
+use serde::{Deserialize, Serialize};
+
+use crate::values::Interface;
+
+/// How a task's results may be reused (issue 4 implements lookups; the policy is recorded now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "version", rename_all = "lowercase")]
+pub enum CacheVersion {
+    #[default]
+    Disable,
+    Auto,
+    Override {
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CachePolicy {
+    #[serde(flatten)]
+    pub version: CacheVersion,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_inputs: Vec<String>,
+    #[serde(default)]
+    pub serialize: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub backoff_ms: u64,
+}
+
+/// One task of a loaded component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+    pub interface: Interface,
+    /// SHA-256 of the interface's canonical encoding (see `values::types`).
+    pub interface_hash: String,
+    pub cache: CachePolicy,
+    pub retry: RetryPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+}

@@ -1,0 +1,1 @@
+//! What bad input and misbehaving guests get.

@@ -1,0 +1,66 @@
+//! Shared support for the end-to-end tests: fixture components built once per test run, and
+//! hosts on throwaway homes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sluice_host::Host;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Builds the fixture guests (release, wasm32-wasip2) once per test process and returns the
+/// directory holding the `.wasm` files. Cargo makes a rebuild of unchanged fixtures a no-op, so
+/// several test binaries in one run share the work; `scripts/test.sh` builds them up front.
+pub fn fixtures_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let target = root.join("target");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&target)
+            .arg("--manifest-path")
+            .arg(root.join("tests/fixtures/Cargo.toml"))
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo to build the fixtures: {e}"));
+        assert!(status.success(), "building the fixture guests failed (see above)");
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+/// The path of a built fixture component, e.g. `fixture("basic")`.
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures_dir().join(format!("fixture_{name}.wasm"))
+}
+
+/// A host on a fresh temporary home (SQLite file + local store), removed on drop.
+pub struct TestHost {
+    pub host: Host,
+    pub home: tempfile::TempDir,
+}
+
+pub async fn test_host() -> TestHost {
+    let home = tempfile::tempdir().expect("temporary home");
+    let host = Host::builder()
+        .home(home.path())
+        // Keep the pool small: many tests run at once in one process.
+        .max_instances(16)
+        .build()
+        .await
+        .expect("building the host");
+    TestHost { host, home }
+}
+
+/// The `sluice` binary built for this test run.
+pub fn sluice_bin() -> PathBuf {
+    let root = workspace_root();
+    let exe = std::env::var("CARGO_BIN_EXE_sluice").map(PathBuf::from);
+    exe.unwrap_or_else(|_| root.join("target/debug/sluice"))
+}
