@@ -22,7 +22,7 @@ use crate::data::{DataError, DataStore};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
 use crate::executor::run::RunContext;
 use crate::executor::{execute, Limits, RunError, RunOutcome, RunRequest};
-use crate::records::{ActionRecord, AttemptRecord, RecordsError, RunFilter, RunRecord, Records};
+use crate::records::{ActionRecord, AttemptRecord, Records, RecordsError, RunFilter, RunRecord};
 use crate::values::{msgpack, Value};
 
 /// Environment variable naming the sluice home (default `.sluice` in the working directory).
@@ -175,7 +175,10 @@ impl Host {
     }
 
     /// Loads a component file (see [`Host::load_bytes`]).
-    pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedComponent>, HostError> {
+    pub async fn load_file(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Arc<LoadedComponent>, HostError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| HostError::Io {
             path: path.display().to_string(),
@@ -204,9 +207,7 @@ impl Host {
             )
             .await?;
         let mut loaded = self.lock_loaded();
-        let entry = loaded
-            .entry(component.digest.clone())
-            .or_insert(component);
+        let entry = loaded.entry(component.digest.clone()).or_insert(component);
         Ok(entry.clone())
     }
 

@@ -24,13 +24,22 @@ pub fn fixtures_dir() -> &'static Path {
         let root = workspace_root();
         let target = root.join("target");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&target)
             .arg("--manifest-path")
             .arg(root.join("tests/fixtures/Cargo.toml"))
             .status()
             .unwrap_or_else(|e| panic!("running cargo to build the fixtures: {e}"));
-        assert!(status.success(), "building the fixture guests failed (see above)");
+        assert!(
+            status.success(),
+            "building the fixture guests failed (see above)"
+        );
         target.join("wasm32-wasip2/release")
     })
 }

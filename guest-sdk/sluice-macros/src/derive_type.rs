@@ -22,18 +22,21 @@ fn serde_name(attrs: &[Attribute], ident: &syn::Ident) -> syn::Result<String> {
 }
 
 fn has_serde_flag(attrs: &[Attribute], flag: &str) -> bool {
-    attrs.iter().filter(|a| a.path().is_ident("serde")).any(|attr| {
-        let mut found = false;
-        let _ = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident(flag) {
-                found = true;
-            } else if meta.input.peek(syn::Token![=]) {
-                meta.value()?.parse::<syn::Expr>()?;
-            }
-            Ok(())
-        });
-        found
-    })
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .any(|attr| {
+            let mut found = false;
+            let _ = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident(flag) {
+                    found = true;
+                } else if meta.input.peek(syn::Token![=]) {
+                    meta.value()?.parse::<syn::Expr>()?;
+                }
+                Ok(())
+            });
+            found
+        })
 }
 
 pub fn expand(item: TokenStream) -> syn::Result<TokenStream> {
@@ -45,7 +48,9 @@ pub fn expand(item: TokenStream) -> syn::Result<TokenStream> {
             Fields::Named(named) => {
                 let mut entries = Vec::new();
                 for f in &named.named {
-                    let Some(field_ident) = &f.ident else { continue };
+                    let Some(field_ident) = &f.ident else {
+                        continue;
+                    };
                     let name = serde_name(&f.attrs, field_ident)?;
                     let ty = &f.ty;
                     entries.push(quote! {

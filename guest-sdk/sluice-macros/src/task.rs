@@ -124,13 +124,19 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     }
     let fn_ident = &sig.ident;
     let vis = &func.vis;
-    let task_name = settings.name.clone().unwrap_or_else(|| fn_ident.to_string());
+    let task_name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| fn_ident.to_string());
 
     let mut input_idents = Vec::new();
     let mut input_types = Vec::new();
     for arg in &sig.inputs {
         let FnArg::Typed(pt) = arg else {
-            return Err(syn::Error::new_spanned(arg, "sluice::task: no `self` inputs"));
+            return Err(syn::Error::new_spanned(
+                arg,
+                "sluice::task: no `self` inputs",
+            ));
         };
         let Pat::Ident(pi) = &*pt.pat else {
             return Err(syn::Error::new_spanned(

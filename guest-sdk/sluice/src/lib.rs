@@ -64,7 +64,10 @@ pub mod __private {
             .map_err(|e| TaskError::Failure(format!("task {task}: decoding inputs: {e}")))
     }
 
-    pub fn encode_outputs<T: serde::Serialize>(task: &str, outputs: &T) -> Result<Vec<u8>, TaskError> {
+    pub fn encode_outputs<T: serde::Serialize>(
+        task: &str,
+        outputs: &T,
+    ) -> Result<Vec<u8>, TaskError> {
         rmp_serde::to_vec_named(outputs)
             .map_err(|e| TaskError::Failure(format!("task {task}: encoding outputs: {e}")))
     }

@@ -20,7 +20,11 @@ fn serialize_ext<S: Serializer>(s: S, code: i8, payload: &[u8]) -> Result<S::Ok,
     ExtOut((code, serde_bytes::Bytes::new(payload))).serialize(s)
 }
 
-fn deserialize_ext<'de, D: Deserializer<'de>>(d: D, want: i8, what: &str) -> Result<Vec<u8>, D::Error> {
+fn deserialize_ext<'de, D: Deserializer<'de>>(
+    d: D,
+    want: i8,
+    what: &str,
+) -> Result<Vec<u8>, D::Error> {
     let ExtIn((code, payload)) = ExtIn::deserialize(d)?;
     if code != want {
         return Err(serde::de::Error::custom(format!(
@@ -68,7 +72,10 @@ impl<'de> Deserialize<'de> for Datetime {
             4 => Ok(Datetime::from_unix(be_u32(&p) as i64, 0)),
             8 => {
                 let packed = ((be_u32(&p[..4]) as u64) << 32) | be_u32(&p[4..]) as u64;
-                Ok(Datetime::from_unix((packed & ((1 << 34) - 1)) as i64, (packed >> 34) as u32))
+                Ok(Datetime::from_unix(
+                    (packed & ((1 << 34) - 1)) as i64,
+                    (packed >> 34) as u32,
+                ))
             }
             12 => {
                 let seconds = ((be_u32(&p[4..8]) as u64) << 32 | be_u32(&p[8..]) as u64) as i64;

@@ -174,7 +174,10 @@ mod tests {
     #[tokio::test]
     async fn objects_round_trip_by_uri_and_foreign_uris_are_refused() {
         let store = DataStore::open("memory://").unwrap();
-        let uri = store.put("p/d/r/a0/1/inputs.msgpack", vec![1, 2]).await.unwrap();
+        let uri = store
+            .put("p/d/r/a0/1/inputs.msgpack", vec![1, 2])
+            .await
+            .unwrap();
         assert_eq!(uri, "memory:///p/d/r/a0/1/inputs.msgpack");
         assert_eq!(store.get(&uri).await.unwrap().as_ref(), &[1, 2]);
         let err = store.get("file:///etc/passwd").await.unwrap_err();

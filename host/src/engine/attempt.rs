@@ -180,7 +180,11 @@ fn new_store(engine: &wasmtime::Engine, limits: &AttemptLimits) -> Store<Attempt
 }
 
 /// Turns a wasmtime error from inside the guest into the failure it stands for.
-fn classify(store: &Store<AttemptState>, limits: &AttemptLimits, err: wasmtime::Error) -> AttemptFailure {
+fn classify(
+    store: &Store<AttemptState>,
+    limits: &AttemptLimits,
+    err: wasmtime::Error,
+) -> AttemptFailure {
     let state = store.data();
     if state.deadline_hit {
         return AttemptFailure::Deadline {
@@ -199,7 +203,9 @@ fn classify(store: &Store<AttemptState>, limits: &AttemptLimits, err: wasmtime::
     };
     if let Some(log) = state.log.text() {
         let start = log.len().saturating_sub(TRAP_LOG_TAIL_BYTES);
-        let start = (start..log.len()).find(|i| log.is_char_boundary(*i)).unwrap_or(0);
+        let start = (start..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(0);
         text.push_str(&format!("; log: {}", log[start..].trim()));
     }
     AttemptFailure::Trap(text)
@@ -278,7 +284,10 @@ pub(crate) async fn describe_component(
     for spec in specs {
         let converted = spec_from_wit(spec).map_err(|e| fail(e.to_string()))?;
         if tasks.iter().any(|t| t.name == converted.name) {
-            return Err(fail(format!("task {:?} is described twice", converted.name)));
+            return Err(fail(format!(
+                "task {:?} is described twice",
+                converted.name
+            )));
         }
         tasks.push(converted);
     }

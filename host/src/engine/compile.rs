@@ -69,7 +69,9 @@ impl Engine {
         let (component, compile_source) = match self.map_cached(&cache_path) {
             Some(component) => (component, CompileSource::DiskCache),
             None => {
-                let component = self.compile_into_cache(bytes, source_name, &cache_path).await?;
+                let component = self
+                    .compile_into_cache(bytes, source_name, &cache_path)
+                    .await?;
                 (component, CompileSource::Compiled)
             }
         };

@@ -35,7 +35,11 @@ fn failure(kind: &str, message: impl Into<String>) -> RunFailure {
     }
 }
 
-fn attempt_limits(spec: &TaskSpec, limits: &Limits, max_memory: u64) -> Result<AttemptLimits, RunError> {
+fn attempt_limits(
+    spec: &TaskSpec,
+    limits: &Limits,
+    max_memory: u64,
+) -> Result<AttemptLimits, RunError> {
     let memory_bytes = spec.memory_limit_bytes.unwrap_or(limits.memory_limit_bytes);
     if memory_bytes > max_memory {
         return Err(RunError::MemoryAboveMaximum {
@@ -81,20 +85,24 @@ pub async fn execute(
     req: RunRequest,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let spec = component.task(&req.task).ok_or_else(|| RunError::UnknownTask {
-        task: req.task.clone(),
-        component: component.source_name.clone(),
-        known: component
-            .tasks
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })?;
+    let spec = component
+        .task(&req.task)
+        .ok_or_else(|| RunError::UnknownTask {
+            task: req.task.clone(),
+            component: component.source_name.clone(),
+            known: component
+                .tasks
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     check_scope_name("project", &req.project)?;
     check_scope_name("domain", &req.domain)?;
     let limits = attempt_limits(spec, ctx.limits, ctx.engine.config().max_memory_bytes)?;
-    let inline_limit = spec.inline_limit_bytes.unwrap_or(ctx.limits.inline_limit_bytes);
+    let inline_limit = spec
+        .inline_limit_bytes
+        .unwrap_or(ctx.limits.inline_limit_bytes);
 
     let run_id = new_run_id();
     let attempt = 1;
@@ -111,7 +119,10 @@ pub async fn execute(
         _ => None,
     };
     let inputs_bytes = encoded.unwrap_or_else(|_| msgpack::encode_document(&BTreeMap::new()));
-    let inputs_uri = ctx.store.put(&prefix.inputs(), inputs_bytes.clone()).await?;
+    let inputs_uri = ctx
+        .store
+        .put(&prefix.inputs(), inputs_bytes.clone())
+        .await?;
     ctx.records
         .start_run(&NewRun {
             run_id: run_id.clone(),
@@ -151,7 +162,11 @@ pub async fn execute(
         Err(f) => Err((f.kind.clone(), f.message.clone())),
     };
     let log_uri = match &log {
-        Some(text) => Some(ctx.store.put(&prefix.log(), text.clone().into_bytes()).await?),
+        Some(text) => Some(
+            ctx.store
+                .put(&prefix.log(), text.clone().into_bytes())
+                .await?,
+        ),
         None => None,
     };
     ctx.records
@@ -179,7 +194,13 @@ pub async fn execute(
 }
 
 fn from_attempt(f: AttemptFailure) -> RunFailure {
-    let retryable = matches!(f, AttemptFailure::User { retryable: true, .. });
+    let retryable = matches!(
+        f,
+        AttemptFailure::User {
+            retryable: true,
+            ..
+        }
+    );
     RunFailure {
         kind: f.kind().to_string(),
         message: f.to_string(),
@@ -203,8 +224,8 @@ fn accept_outputs(
             ),
         ));
     }
-    let doc = msgpack::decode_document(bytes, "outputs")
-        .map_err(|e| failure("output", e.to_string()))?;
+    let doc =
+        msgpack::decode_document(bytes, "outputs").map_err(|e| failure("output", e.to_string()))?;
     let doc = conform_document(doc, &spec.interface.outputs, "outputs")
         .map_err(|e| failure("output", e.to_string()))?;
     let canonical = encode_within(&doc, "outputs", inline_limit)?;

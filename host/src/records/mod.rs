@@ -110,13 +110,14 @@ impl Records {
         } else {
             url.to_string()
         };
-        let pool = options
-            .connect(&url_with_create)
-            .await
-            .map_err(|source| RecordsError::Connect {
-                url: url.to_string(),
-                source,
-            })?;
+        let pool =
+            options
+                .connect(&url_with_create)
+                .await
+                .map_err(|source| RecordsError::Connect {
+                    url: url.to_string(),
+                    source,
+                })?;
         MIGRATOR
             .run(&pool)
             .await

@@ -242,11 +242,13 @@ impl Records {
         run_id: &str,
     ) -> Result<Option<(RunRecord, Vec<ActionRecord>, Vec<AttemptRecord>)>, RecordsError> {
         let what = format!("reading run {run_id}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-            .bind(run_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(query_err(&what))?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_err(&what))?;
         let Some(row) = row else { return Ok(None) };
         let run = run_from_row(&row).map_err(query_err(&what))?;
         let actions = sqlx::query(

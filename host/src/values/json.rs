@@ -303,13 +303,27 @@ mod tests {
     fn typed_json_round_trips_through_values() {
         let ty = TypeDesc::Record {
             fields: vec![
-                Field { name: "when".into(), ty: TypeDesc::Datetime },
-                Field { name: "took".into(), ty: TypeDesc::Duration },
-                Field { name: "raw".into(), ty: TypeDesc::Bytes },
-                Field { name: "ratio".into(), ty: TypeDesc::Float },
+                Field {
+                    name: "when".into(),
+                    ty: TypeDesc::Datetime,
+                },
+                Field {
+                    name: "took".into(),
+                    ty: TypeDesc::Duration,
+                },
+                Field {
+                    name: "raw".into(),
+                    ty: TypeDesc::Bytes,
+                },
+                Field {
+                    name: "ratio".into(),
+                    ty: TypeDesc::Float,
+                },
                 Field {
                     name: "tags".into(),
-                    ty: TypeDesc::Map { of: Box::new(TypeDesc::Int) },
+                    ty: TypeDesc::Map {
+                        of: Box::new(TypeDesc::Int),
+                    },
                 },
             ],
         };
@@ -350,10 +364,16 @@ mod tests {
 
     #[test]
     fn bad_json_names_the_path() {
-        let ty = TypeDesc::List { of: Box::new(TypeDesc::Int) };
+        let ty = TypeDesc::List {
+            of: Box::new(TypeDesc::Int),
+        };
         let err = from_json(json!([1, "x"]), &ty, &root()).unwrap_err();
         assert_eq!(err.to_string(), "inputs[1]: expected int, got string");
         let err = from_json(json!("yesterday"), &TypeDesc::Datetime, &root()).unwrap_err();
-        assert!(err.to_string().starts_with("inputs: \"yesterday\" is not an RFC 3339"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("inputs: \"yesterday\" is not an RFC 3339"),
+            "{err}"
+        );
     }
 }

@@ -104,10 +104,7 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<Value, ValueError> {
     let raw = rmpv::decode::read_value_with_max_depth(&mut cursor, MAX_DEPTH)
         .map_err(|e| err(e.to_string()))?;
     if !cursor.is_empty() {
-        return Err(err(format!(
-            "{} bytes left after the value",
-            cursor.len()
-        )));
+        return Err(err(format!("{} bytes left after the value", cursor.len())));
     }
     from_rmpv(raw).map_err(err)
 }
@@ -118,7 +115,10 @@ pub fn decode_document(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Valu
         Value::Map(map) => Ok(map),
         other => Err(ValueError::Decode {
             what: what.to_string(),
-            message: format!("expected a map of names to values, got {}", other.kind_name()),
+            message: format!(
+                "expected a map of names to values, got {}",
+                other.kind_name()
+            ),
         }),
     }
 }
@@ -238,7 +238,10 @@ mod tests {
         // {"z": 1, "a": 2} written by a guest in field order, not sorted.
         let unsorted = [0x82, 0xa1, b'z', 0x01, 0xa1, b'a', 0x02];
         let value = decode(&unsorted, "doc").unwrap();
-        assert_eq!(encode(&value), vec![0x82, 0xa1, b'a', 0x02, 0xa1, b'z', 0x01]);
+        assert_eq!(
+            encode(&value),
+            vec![0x82, 0xa1, b'a', 0x02, 0xa1, b'z', 0x01]
+        );
     }
 
     #[test]
@@ -259,14 +262,41 @@ mod tests {
             ("float", Value::Float(0.25)),
             ("string", Value::String("héllo".into())),
             ("bytes", Value::Bytes(vec![0, 255])),
-            ("t32", Value::Datetime(Timestamp { seconds: 1_700_000_000, nanos: 0 })),
-            ("t64", Value::Datetime(Timestamp { seconds: 1_700_000_000, nanos: 5 })),
-            ("t96", Value::Datetime(Timestamp { seconds: -5, nanos: 7 })),
-            ("dur", Value::Duration(Duration { seconds: -2, nanos: 500_000_000 })),
+            (
+                "t32",
+                Value::Datetime(Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+            ),
+            (
+                "t64",
+                Value::Datetime(Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 5,
+                }),
+            ),
+            (
+                "t96",
+                Value::Datetime(Timestamp {
+                    seconds: -5,
+                    nanos: 7,
+                }),
+            ),
+            (
+                "dur",
+                Value::Duration(Duration {
+                    seconds: -2,
+                    nanos: 500_000_000,
+                }),
+            ),
             ("list", Value::List(vec![Value::Int(1), Value::None])),
             (
                 "file",
-                Value::Ref(Reference { kind: RefKind::File, payload: vec![0x80] }),
+                Value::Ref(Reference {
+                    kind: RefKind::File,
+                    payload: vec![0x80],
+                }),
             ),
         ]);
         let bytes = encode(&value);
@@ -276,11 +306,20 @@ mod tests {
     #[test]
     fn bad_documents_are_refused_with_the_reason() {
         let err = decode(&[0x81, 0x01, 0x02], "inputs").unwrap_err();
-        assert!(err.to_string().contains("map keys must be strings"), "{err}");
+        assert!(
+            err.to_string().contains("map keys must be strings"),
+            "{err}"
+        );
         let err = decode(&[0x01, 0x02], "inputs").unwrap_err();
-        assert_eq!(err.to_string(), "inputs: not valid MessagePack: 1 bytes left after the value");
+        assert_eq!(
+            err.to_string(),
+            "inputs: not valid MessagePack: 1 bytes left after the value"
+        );
         let huge = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(decode(&huge, "x").unwrap_err().to_string().contains("64 signed bits"));
+        assert!(decode(&huge, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("64 signed bits"));
         let mut deep = vec![0x91; MAX_DEPTH + 10];
         deep.push(0xc0);
         assert!(decode(&deep, "x").is_err());

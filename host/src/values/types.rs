@@ -35,9 +35,14 @@ pub enum TableNode {
     Enum(Vec<String>),
     Optional(u32),
     Union(Vec<u32>),
-    File { format: Option<String> },
+    File {
+        format: Option<String>,
+    },
     Dir,
-    DataFrame { format: Option<String>, columns: Vec<(String, String)> },
+    DataFrame {
+        format: Option<String>,
+        columns: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,15 +64,32 @@ pub enum TypeDesc {
     Bytes,
     Datetime,
     Duration,
-    List { of: Box<TypeDesc> },
-    Map { of: Box<TypeDesc> },
-    Record { fields: Vec<Field> },
-    Enum { variants: Vec<String> },
-    Optional { of: Box<TypeDesc> },
-    Union { variants: Vec<TypeDesc> },
-    File { format: Option<String> },
+    List {
+        of: Box<TypeDesc>,
+    },
+    Map {
+        of: Box<TypeDesc>,
+    },
+    Record {
+        fields: Vec<Field>,
+    },
+    Enum {
+        variants: Vec<String>,
+    },
+    Optional {
+        of: Box<TypeDesc>,
+    },
+    Union {
+        variants: Vec<TypeDesc>,
+    },
+    File {
+        format: Option<String>,
+    },
     Dir,
-    DataFrame { format: Option<String>, columns: Vec<(String, String)> },
+    DataFrame {
+        format: Option<String>,
+        columns: Vec<(String, String)>,
+    },
 }
 
 impl TypeDesc {
@@ -95,7 +117,10 @@ impl TypeDesc {
             TypeDesc::Enum { variants } => {
                 let mut names = variants.clone();
                 names.sort();
-                vec![tag("enum"), Value::List(names.into_iter().map(Value::String).collect())]
+                vec![
+                    tag("enum"),
+                    Value::List(names.into_iter().map(Value::String).collect()),
+                ]
             }
             TypeDesc::Union { variants } => vec![
                 tag("union"),
@@ -170,7 +195,9 @@ fn build(
         ))
     })?;
     if !on_path.insert(index) {
-        return Err(fail(format!("node {index} refers to itself (types cannot be recursive)")));
+        return Err(fail(format!(
+            "node {index} refers to itself (types cannot be recursive)"
+        )));
     }
     let mut child = |i: u32| build(nodes, i, what, on_path, depth + 1).map(Box::new);
     let desc = match node {
@@ -253,8 +280,13 @@ impl fmt::Display for TypeDesc {
                 let parts: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
                 write!(f, "union<{}>", parts.join(" | "))
             }
-            TypeDesc::File { format: Some(fmt_name) } => write!(f, "file({fmt_name})"),
-            TypeDesc::DataFrame { format: Some(fmt_name), .. } => {
+            TypeDesc::File {
+                format: Some(fmt_name),
+            } => write!(f, "file({fmt_name})"),
+            TypeDesc::DataFrame {
+                format: Some(fmt_name),
+                ..
+            } => {
                 write!(f, "dataframe({fmt_name})")
             }
             other => f.write_str(other.kind_name()),
@@ -322,8 +354,16 @@ mod tests {
 
     fn interface_of(t: TypeDesc) -> Interface {
         Interface {
-            inputs: vec![Param { name: "p".into(), doc: Some("a doc".into()), ty: t.clone() }],
-            outputs: vec![Param { name: "o0".into(), doc: None, ty: t }],
+            inputs: vec![Param {
+                name: "p".into(),
+                doc: Some("a doc".into()),
+                ty: t.clone(),
+            }],
+            outputs: vec![Param {
+                name: "o0".into(),
+                doc: None,
+                ty: t,
+            }],
         }
     }
 
@@ -352,11 +392,19 @@ mod tests {
 
     #[test]
     fn union_order_matters_but_enum_order_does_not() {
-        let u1 = TypeDesc::Union { variants: vec![TypeDesc::Int, TypeDesc::String] };
-        let u2 = TypeDesc::Union { variants: vec![TypeDesc::String, TypeDesc::Int] };
+        let u1 = TypeDesc::Union {
+            variants: vec![TypeDesc::Int, TypeDesc::String],
+        };
+        let u2 = TypeDesc::Union {
+            variants: vec![TypeDesc::String, TypeDesc::Int],
+        };
         assert_ne!(u1.canonical_bytes(), u2.canonical_bytes());
-        let e1 = TypeDesc::Enum { variants: vec!["a".into(), "b".into()] };
-        let e2 = TypeDesc::Enum { variants: vec!["b".into(), "a".into()] };
+        let e1 = TypeDesc::Enum {
+            variants: vec!["a".into(), "b".into()],
+        };
+        let e2 = TypeDesc::Enum {
+            variants: vec!["b".into(), "a".into()],
+        };
         assert_eq!(e1.canonical_bytes(), e2.canonical_bytes());
     }
 
@@ -369,13 +417,19 @@ mod tests {
         );
         let err = TypeDesc::from_table(&[TableNode::List(0)], 0, "t").unwrap_err();
         assert!(err.to_string().contains("cannot be recursive"), "{err}");
-        let dup = [TableNode::Record(vec![("a".into(), 1), ("a".into(), 1)]), TableNode::Int];
+        let dup = [
+            TableNode::Record(vec![("a".into(), 1), ("a".into(), 1)]),
+            TableNode::Int,
+        ];
         assert!(TypeDesc::from_table(&dup, 0, "t").is_err());
     }
 
     #[test]
     fn shared_nodes_are_not_mistaken_for_cycles() {
-        let nodes = [TableNode::Record(vec![("a".into(), 1), ("b".into(), 1)]), TableNode::Int];
+        let nodes = [
+            TableNode::Record(vec![("a".into(), 1), ("b".into(), 1)]),
+            TableNode::Int,
+        ];
         assert!(TypeDesc::from_table(&nodes, 0, "t").is_ok());
     }
 }

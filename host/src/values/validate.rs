@@ -142,11 +142,19 @@ mod tests {
     fn person() -> TypeDesc {
         TypeDesc::Record {
             fields: vec![
-                Field { name: "name".into(), ty: TypeDesc::String },
-                Field { name: "age".into(), ty: TypeDesc::Int },
+                Field {
+                    name: "name".into(),
+                    ty: TypeDesc::String,
+                },
+                Field {
+                    name: "age".into(),
+                    ty: TypeDesc::Int,
+                },
                 Field {
                     name: "nick".into(),
-                    ty: TypeDesc::Optional { of: Box::new(TypeDesc::String) },
+                    ty: TypeDesc::Optional {
+                        of: Box::new(TypeDesc::String),
+                    },
                 },
             ],
         }
@@ -156,7 +164,9 @@ mod tests {
         vec![Param {
             name: "people".into(),
             doc: None,
-            ty: TypeDesc::List { of: Box::new(person()) },
+            ty: TypeDesc::List {
+                of: Box::new(person()),
+            },
         }]
     }
 
@@ -173,13 +183,18 @@ mod tests {
         ]);
         let doc = BTreeMap::from([("people".to_string(), people)]);
         let err = conform_document(doc, &params(), "inputs").unwrap_err();
-        assert_eq!(err.to_string(), "inputs.people[2].age: expected int, got string");
+        assert_eq!(
+            err.to_string(),
+            "inputs.people[2].age: expected int, got string"
+        );
     }
 
     #[test]
     fn missing_optional_fields_become_none_and_missing_required_ones_fail() {
         let ok = conform(p("a", Value::Int(1)), &person(), &ValuePath::root("x")).unwrap();
-        let Value::Map(m) = ok else { panic!("record expected") };
+        let Value::Map(m) = ok else {
+            panic!("record expected")
+        };
         assert_eq!(m.get("nick"), Some(&Value::None));
         let no_age = Value::record([("name", Value::from("a"))]);
         let err = conform(no_age, &person(), &ValuePath::root("x")).unwrap_err();
@@ -193,22 +208,38 @@ mod tests {
             ("peeple".to_string(), Value::Int(1)),
         ]);
         let err = conform_document(doc, &params(), "inputs").unwrap_err();
-        assert_eq!(err.to_string(), "inputs.peeple: not declared by the task (declared: people)");
+        assert_eq!(
+            err.to_string(),
+            "inputs.peeple: not declared by the task (declared: people)"
+        );
     }
 
     #[test]
     fn unions_take_the_first_member_that_fits_and_ints_widen_to_floats() {
-        let ty = TypeDesc::Union { variants: vec![TypeDesc::Float, TypeDesc::String] };
+        let ty = TypeDesc::Union {
+            variants: vec![TypeDesc::Float, TypeDesc::String],
+        };
         let path = ValuePath::root("x");
-        assert_eq!(conform(Value::Int(2), &ty, &path).unwrap(), Value::Float(2.0));
-        assert_eq!(conform(Value::from("s"), &ty, &path).unwrap(), Value::from("s"));
+        assert_eq!(
+            conform(Value::Int(2), &ty, &path).unwrap(),
+            Value::Float(2.0)
+        );
+        assert_eq!(
+            conform(Value::from("s"), &ty, &path).unwrap(),
+            Value::from("s")
+        );
         let err = conform(Value::Bool(true), &ty, &path).unwrap_err();
-        assert_eq!(err.to_string(), "x: expected one of float | string, got bool");
+        assert_eq!(
+            err.to_string(),
+            "x: expected one of float | string, got bool"
+        );
     }
 
     #[test]
     fn enums_accept_only_their_variants() {
-        let ty = TypeDesc::Enum { variants: vec!["red".into(), "green".into()] };
+        let ty = TypeDesc::Enum {
+            variants: vec!["red".into(), "green".into()],
+        };
         let err = conform(Value::from("blue"), &ty, &ValuePath::root("c")).unwrap_err();
         assert_eq!(err.to_string(), "c: \"blue\" is not one of red, green");
     }

@@ -1,0 +1,153 @@
+//! Command-line parsing and dispatch. Every command is a few calls into [`sluice_host::Host`].
+
+mod describe;
+mod run;
+mod runs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sluice_host::{Host, HostError, HOME_ENV};
+
+/// Exit codes: what a script calling `sluice` can tell apart.
+pub mod exit {
+    /// The task ran and succeeded.
+    pub const OK: u8 = 0;
+    /// The task failed with a user error (its own error, or inputs that do not fit it).
+    pub const USER_ERROR: u8 = 1;
+    /// The command was wrong: bad arguments, unknown task or run, unreadable file.
+    pub const USAGE: u8 = 2;
+    /// The task failed for a system reason: trap, deadline, memory, invalid outputs.
+    pub const TASK_FAILURE: u8 = 3;
+    /// The host could not work: database or store unavailable, component not loadable.
+    pub const HOST_FAILURE: u8 = 4;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run data tasks in WebAssembly components"
+)]
+struct Cli {
+    /// Home of the default database, store and compile cache.
+    #[arg(long, global = true, env = HOME_ENV, default_value = ".sluice")]
+    home: PathBuf,
+    /// Database URL (default: sqlite file in the home).
+    #[arg(long = "db", global = true)]
+    db: Option<String>,
+    /// Object store URL (default: file:// directory in the home).
+    #[arg(long = "store", global = true)]
+    store: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the tasks of a component and their interfaces.
+    Describe(describe::Args),
+    /// Run a task with typed inputs.
+    Run(run::Args),
+    /// List and inspect recorded runs.
+    #[command(subcommand)]
+    Runs(runs::Command),
+}
+
+/// An error for the user, with the exit code it should end the process with.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        let code = match e {
+            HostError::Io { .. } => exit::USAGE,
+            _ => exit::HOST_FAILURE,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub async fn open_host(
+    cli_home: &std::path::Path,
+    db: &Option<String>,
+    store: &Option<String>,
+) -> Result<Host, Failure> {
+    let mut builder = Host::builder().home(cli_home);
+    if let Some(db) = db {
+        builder = builder.database_url(db);
+    }
+    if let Some(store) = store {
+        builder = builder.store_url(store);
+    }
+    Ok(builder.build().await?)
+}
+
+pub fn main() -> ExitCode {
+    // Die quietly when the reader of stdout goes away (`sluice runs list | head`), as Unix
+    // tools do, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: starting the runtime: {e}");
+            return ExitCode::from(exit::HOST_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        let host = open_host(&cli.home, &cli.db, &cli.store).await?;
+        match cli.command {
+            Command::Describe(args) => describe::run(&host, args).await,
+            Command::Run(args) => run::run(&host, args).await,
+            Command::Runs(cmd) => runs::run(&host, cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("sluice: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// `1.2 ms`, `3.4 s`: durations for people.
+pub fn human_duration(micros: i64) -> String {
+    if micros < 1_000 {
+        format!("{micros} µs")
+    } else if micros < 1_000_000 {
+        format!("{:.1} ms", micros as f64 / 1e3)
+    } else {
+        format!("{:.2} s", micros as f64 / 1e6)
+    }
+}
+
+/// An RFC 3339 time (UTC, seconds) from microseconds since the epoch.
+pub fn human_time(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| micros.to_string())
+}
