@@ -18,7 +18,7 @@ CREATE TABLE tasks (
 );
 
 CREATE TABLE runs (
-    id               TEXT PRIMARY KEY,
+    id               TEXT PRIMARY KEY,    -- 'r' + ULID: ordering by id is ordering by creation
     project          TEXT NOT NULL,
     domain           TEXT NOT NULL,
     component_digest TEXT NOT NULL,
@@ -29,8 +29,7 @@ CREATE TABLE runs (
     error_kind       TEXT,
     error_text       TEXT
 );
-CREATE INDEX runs_by_scope ON runs (project, domain, created_at);
-CREATE INDEX runs_by_time ON runs (created_at);
+CREATE INDEX runs_by_scope ON runs (project, domain, id);
 
 CREATE TABLE actions (
     run_id      TEXT NOT NULL REFERENCES runs (id),

@@ -1,4 +1,6 @@
 //! End-to-end tests: fixture components run through the host, outcomes read back from records.
 
+mod cli;
 mod failures;
+mod records;
 mod values;

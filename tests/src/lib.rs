@@ -44,6 +44,15 @@ pub fn fixtures_dir() -> &'static Path {
     })
 }
 
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// The example environment of `examples/tasks`.
+pub fn example_orders() -> PathBuf {
+    fixtures_dir().join("example_orders.wasm")
+}
+
 /// The path of a built fixture component, e.g. `fixture("basic")`.
 pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(format!("fixture_{name}.wasm"))
@@ -67,9 +76,29 @@ pub async fn test_host() -> TestHost {
     TestHost { host, home }
 }
 
-/// The `sluice` binary built for this test run.
-pub fn sluice_bin() -> PathBuf {
-    let root = workspace_root();
-    let exe = std::env::var("CARGO_BIN_EXE_sluice").map(PathBuf::from);
-    exe.unwrap_or_else(|_| root.join("target/debug/sluice"))
+/// The `sluice` command, built once per test process (`cargo test` builds the host's binary
+/// only in test mode, so it is built here the way a user builds it).
+pub fn sluice_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let status = cargo()
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "sluice-host",
+                "--bin",
+                "sluice",
+                "--manifest-path",
+            ])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo to build sluice: {e}"));
+        assert!(
+            status.success(),
+            "building the sluice command failed (see above)"
+        );
+        root.join("target/debug/sluice")
+    })
 }

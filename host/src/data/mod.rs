@@ -4,6 +4,7 @@
 //! `memory://` (tests and benchmarks). Objects are addressed by full URIs in the records, so a
 //! record keeps pointing at the right place whatever store the host is started with later.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,6 +12,10 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// Documents up to this size are written to a local store directly on the calling thread: the
+/// write takes microseconds, a hand-off to the blocking pool costs more (see BENCHMARKS.md).
+pub const INLINE_WRITE_MAX_BYTES: usize = 256 * 1024;
 
 /// Longest project or domain name.
 pub const MAX_SCOPE_NAME_LEN: usize = 63;
@@ -26,10 +31,40 @@ pub enum DataError {
         #[source]
         source: object_store::Error,
     },
+    #[error("{uri}: {source}")]
+    Local {
+        uri: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{uri}: not an object of this store ({base})")]
     Foreign { uri: String, base: String },
     #[error("{what} {name:?}: must be 1 to {MAX_SCOPE_NAME_LEN} characters of a-z, 0-9, '-' or '_', starting with a letter or digit")]
     BadName { what: &'static str, name: String },
+}
+
+/// Writes a file that must not exist yet, creating its directory on first use. No temporary
+/// file and rename: nothing reads an object before a record points at it, and records are
+/// written after the object.
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    let mut file = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            open()?
+        }
+        Err(e) => return Err(e),
+    };
+    file.write_all(bytes)
 }
 
 /// Checks a project or domain name, which becomes a path segment of every object of a run.
@@ -77,6 +112,8 @@ pub struct DataStore {
     store: Arc<dyn ObjectStore>,
     /// The store's URL without a trailing slash; object URIs are `<base>/<path>`.
     base: String,
+    /// For a local store: its directory, for the direct small-document path.
+    local_root: Option<PathBuf>,
 }
 
 impl DataStore {
@@ -95,12 +132,14 @@ impl DataStore {
             return Ok(DataStore {
                 store: Arc::new(fs),
                 base: format!("file://{}", dir.trim_end_matches('/')),
+                local_root: Some(PathBuf::from(dir)),
             });
         }
         if url == "memory://" || url == "memory:///" {
             return Ok(DataStore {
                 store: Arc::new(InMemory::new()),
                 base: "memory://".to_string(),
+                local_root: None,
             });
         }
         Err(fail(
@@ -129,6 +168,15 @@ impl DataStore {
     /// Stores `bytes` at `path` (relative to the store) and returns the object's URI.
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<String, DataError> {
         let uri = self.uri_of(path);
+        if let Some(root) = &self.local_root {
+            if bytes.len() <= INLINE_WRITE_MAX_BYTES {
+                write_new_file(&root.join(path), &bytes).map_err(|e| DataError::Local {
+                    uri: uri.clone(),
+                    source: e,
+                })?;
+                return Ok(uri);
+            }
+        }
         self.store
             .put(&Path::from(path), PutPayload::from(bytes))
             .await

@@ -24,6 +24,9 @@ use attempt::AttemptState;
 /// yields to other tasks on the runtime this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Bytes of each pooled memory and table kept resident between instances.
+const POOL_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
 /// Engine-wide settings. Per-attempt limits are in [`AttemptLimits`].
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -100,6 +103,11 @@ impl Engine {
             pool.max_core_instance_size(16 << 20);
             pool.max_component_instance_size(16 << 20);
             pool.max_memory_size(config.max_memory_bytes as usize);
+            // Reset the first pages of a reused slot with memset instead of handing them back to
+            // the kernel: the next instance then starts without page faults on its stack and
+            // first heap pages.
+            pool.linear_memory_keep_resident(POOL_KEEP_RESIDENT_BYTES);
+            pool.table_keep_resident(POOL_KEEP_RESIDENT_BYTES);
             wasm_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = wasmtime::Engine::new(&wasm_config)

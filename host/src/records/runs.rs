@@ -2,10 +2,9 @@
 //! `sluice runs`.
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use super::{query_err, Records, RecordsError};
+use super::backend::{Kind, SqlValue};
+use super::{Records, RecordsError};
 
 /// What is known when an attempt starts.
 #[derive(Debug, Clone)]
@@ -91,70 +90,94 @@ pub const PHASE_RUNNING: &str = "running";
 pub const PHASE_SUCCEEDED: &str = "succeeded";
 pub const PHASE_FAILED: &str = "failed";
 
-const RUN_COLUMNS: &str = "id, project, domain, component_digest, task, phase, created_at, \
-                           ended_at, error_kind, error_text";
+/// Reads the columns of one row in order.
+struct Columns<'a>(std::slice::Iter<'a, SqlValue>);
 
-fn run_from_row(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
-    Ok(RunRecord {
-        id: row.try_get("id")?,
-        project: row.try_get("project")?,
-        domain: row.try_get("domain")?,
-        component_digest: row.try_get("component_digest")?,
-        task: row.try_get("task")?,
-        phase: row.try_get("phase")?,
-        created_at: row.try_get("created_at")?,
-        ended_at: row.try_get("ended_at")?,
-        error_kind: row.try_get("error_kind")?,
-        error_text: row.try_get("error_text")?,
-    })
+impl Columns<'_> {
+    fn text(&mut self) -> Option<String> {
+        self.0.next().and_then(SqlValue::text)
+    }
+    fn int(&mut self) -> Option<i64> {
+        self.0.next().and_then(SqlValue::int)
+    }
+}
+
+const SELECT_RUN: &str = "SELECT id, project, domain, component_digest, task, phase, created_at, \
+                          ended_at, error_kind, error_text FROM runs";
+const RUN_KINDS: &[Kind] = &[
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Text,
+];
+
+fn run_from_row(row: &[SqlValue]) -> RunRecord {
+    let mut c = Columns(row.iter());
+    RunRecord {
+        id: c.text().unwrap_or_default(),
+        project: c.text().unwrap_or_default(),
+        domain: c.text().unwrap_or_default(),
+        component_digest: c.text().unwrap_or_default(),
+        task: c.text().unwrap_or_default(),
+        phase: c.text().unwrap_or_default(),
+        created_at: c.int().unwrap_or_default(),
+        ended_at: c.int(),
+        error_kind: c.text(),
+        error_text: c.text(),
+    }
 }
 
 impl Records {
     /// Records a new run with its root action and first attempt, all running, in one transaction.
     pub async fn start_run(&self, run: &NewRun) -> Result<(), RecordsError> {
         let what = format!("starting run {}", run.run_id);
-        let mut tx = self.pool().begin().await.map_err(query_err(&what))?;
-        sqlx::query(
-            "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&run.run_id)
-        .bind(&run.project)
-        .bind(&run.domain)
-        .bind(&run.component_digest)
-        .bind(&run.task)
-        .bind(PHASE_RUNNING)
-        .bind(run.started_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(&what))?;
-        sqlx::query(
-            "INSERT INTO actions (run_id, id, task, phase, started_at, inputs_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&run.run_id)
-        .bind(&run.action_id)
-        .bind(&run.task)
-        .bind(PHASE_RUNNING)
-        .bind(run.started_at)
-        .bind(&run.inputs_uri)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(&what))?;
-        sqlx::query(
-            "INSERT INTO attempts (run_id, action_id, attempt, phase, started_at, inputs_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&run.run_id)
-        .bind(&run.action_id)
-        .bind(run.attempt as i64)
-        .bind(PHASE_RUNNING)
-        .bind(run.started_at)
-        .bind(&run.inputs_uri)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(&what))?;
-        tx.commit().await.map_err(query_err(&what))
+        let statements = [
+            (
+                "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    (&run.run_id).into(),
+                    (&run.project).into(),
+                    (&run.domain).into(),
+                    (&run.component_digest).into(),
+                    (&run.task).into(),
+                    PHASE_RUNNING.into(),
+                    run.started_at.into(),
+                ],
+            ),
+            (
+                "INSERT INTO actions (run_id, id, task, phase, started_at, inputs_uri) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                vec![
+                    (&run.run_id).into(),
+                    (&run.action_id).into(),
+                    (&run.task).into(),
+                    PHASE_RUNNING.into(),
+                    run.started_at.into(),
+                    (&run.inputs_uri).into(),
+                ],
+            ),
+            (
+                "INSERT INTO attempts (run_id, action_id, attempt, phase, started_at, inputs_uri) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                vec![
+                    (&run.run_id).into(),
+                    (&run.action_id).into(),
+                    (run.attempt as i64).into(),
+                    PHASE_RUNNING.into(),
+                    run.started_at.into(),
+                    (&run.inputs_uri).into(),
+                ],
+            ),
+        ];
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
     }
 
     /// Records the end of an attempt and, as it is the only one, of its action and run.
@@ -162,78 +185,81 @@ impl Records {
     /// outputs that do not exist.
     pub async fn finish_run(&self, end: &AttemptEnd) -> Result<(), RecordsError> {
         let what = format!("finishing run {}", end.run_id);
-        let (phase, outputs_uri, error_kind, error_text) = match &end.outcome {
-            Ok(uri) => (PHASE_SUCCEEDED, Some(uri.as_str()), None, None),
-            Err((kind, text)) => (PHASE_FAILED, None, Some(kind.as_str()), Some(text.as_str())),
-        };
-        let mut tx = self.pool().begin().await.map_err(query_err(&what))?;
-        sqlx::query(
-            "UPDATE attempts SET phase = $1, ended_at = $2, outputs_uri = $3, log_uri = $4, \
-             error_kind = $5, error_text = $6, instantiate_us = $7, call_us = $8 \
-             WHERE run_id = $9 AND action_id = $10 AND attempt = $11",
-        )
-        .bind(phase)
-        .bind(end.ended_at)
-        .bind(outputs_uri)
-        .bind(end.log_uri.as_deref())
-        .bind(error_kind)
-        .bind(error_text)
-        .bind(end.instantiate_us)
-        .bind(end.call_us)
-        .bind(&end.run_id)
-        .bind(&end.action_id)
-        .bind(end.attempt as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(&what))?;
-        sqlx::query(
-            "UPDATE actions SET phase = $1, ended_at = $2, outputs_uri = $3, error_kind = $4, \
-             error_text = $5 WHERE run_id = $6 AND id = $7",
-        )
-        .bind(phase)
-        .bind(end.ended_at)
-        .bind(outputs_uri)
-        .bind(error_kind)
-        .bind(error_text)
-        .bind(&end.run_id)
-        .bind(&end.action_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(&what))?;
-        sqlx::query(
-            "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, error_text = $4 \
-             WHERE id = $5",
-        )
-        .bind(phase)
-        .bind(end.ended_at)
-        .bind(error_kind)
-        .bind(error_text)
-        .bind(&end.run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_err(&what))?;
-        tx.commit().await.map_err(query_err(&what))
+        let (phase, outputs_uri, error_kind, error_text): (&str, SqlValue, SqlValue, SqlValue) =
+            match &end.outcome {
+                Ok(uri) => (PHASE_SUCCEEDED, uri.into(), SqlValue::Null, SqlValue::Null),
+                Err((kind, text)) => (PHASE_FAILED, SqlValue::Null, kind.into(), text.into()),
+            };
+        let statements = [
+            (
+                "UPDATE attempts SET phase = $1, ended_at = $2, outputs_uri = $3, log_uri = $4, \
+                 error_kind = $5, error_text = $6, instantiate_us = $7, call_us = $8 \
+                 WHERE run_id = $9 AND action_id = $10 AND attempt = $11",
+                vec![
+                    phase.into(),
+                    end.ended_at.into(),
+                    outputs_uri.clone(),
+                    end.log_uri.as_deref().into(),
+                    error_kind.clone(),
+                    error_text.clone(),
+                    end.instantiate_us.into(),
+                    end.call_us.into(),
+                    (&end.run_id).into(),
+                    (&end.action_id).into(),
+                    (end.attempt as i64).into(),
+                ],
+            ),
+            (
+                "UPDATE actions SET phase = $1, ended_at = $2, outputs_uri = $3, error_kind = $4, \
+                 error_text = $5 WHERE run_id = $6 AND id = $7",
+                vec![
+                    phase.into(),
+                    end.ended_at.into(),
+                    outputs_uri,
+                    error_kind.clone(),
+                    error_text.clone(),
+                    (&end.run_id).into(),
+                    (&end.action_id).into(),
+                ],
+            ),
+            (
+                "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, error_text = $4 \
+                 WHERE id = $5",
+                vec![
+                    phase.into(),
+                    end.ended_at.into(),
+                    error_kind,
+                    error_text,
+                    (&end.run_id).into(),
+                ],
+            ),
+        ];
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
     }
 
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, RecordsError> {
-        let what = "listing runs";
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs \
-             WHERE (CAST($1 AS TEXT) IS NULL OR project = $1) \
-             AND (CAST($2 AS TEXT) IS NULL OR domain = $2) \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
-        )))
-        .bind(filter.project.as_deref())
-        .bind(filter.domain.as_deref())
-        .bind(filter.limit as i64)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query_err(what))?;
-        rows.iter()
-            .map(run_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(query_err(what))
+        let rows = self
+            .backend()
+            .query(
+                "listing runs",
+                // Each placeholder is used once and in order, as both backends number them.
+                "SELECT id, project, domain, component_digest, task, phase, created_at, \
+                 ended_at, error_kind, error_text FROM runs \
+                 WHERE (project = $1 OR $2 = 1) AND (domain = $3 OR $4 = 1) \
+                 ORDER BY id DESC LIMIT $5",
+                vec![
+                    filter.project.as_deref().unwrap_or("").into(),
+                    (filter.project.is_none() as i64).into(),
+                    filter.domain.as_deref().unwrap_or("").into(),
+                    (filter.domain.is_none() as i64).into(),
+                    (filter.limit as i64).into(),
+                ],
+                RUN_KINDS,
+            )
+            .await?;
+        Ok(rows.iter().map(|r| run_from_row(r)).collect())
     }
 
     /// One run with its actions and attempts.
@@ -242,68 +268,97 @@ impl Records {
         run_id: &str,
     ) -> Result<Option<(RunRecord, Vec<ActionRecord>, Vec<AttemptRecord>)>, RecordsError> {
         let what = format!("reading run {run_id}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
-        )))
-        .bind(run_id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(query_err(&what))?;
-        let Some(row) = row else { return Ok(None) };
-        let run = run_from_row(&row).map_err(query_err(&what))?;
-        let actions = sqlx::query(
-            "SELECT id, parent_id, task, phase, started_at, ended_at, inputs_uri, outputs_uri, \
-             error_kind, error_text FROM actions WHERE run_id = $1 ORDER BY started_at, id",
-        )
-        .bind(run_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query_err(&what))?
-        .iter()
-        .map(|r| {
-            Ok(ActionRecord {
-                id: r.try_get("id")?,
-                parent_id: r.try_get("parent_id")?,
-                task: r.try_get("task")?,
-                phase: r.try_get("phase")?,
-                started_at: r.try_get("started_at")?,
-                ended_at: r.try_get("ended_at")?,
-                inputs_uri: r.try_get("inputs_uri")?,
-                outputs_uri: r.try_get("outputs_uri")?,
-                error_kind: r.try_get("error_kind")?,
-                error_text: r.try_get("error_text")?,
+        let sql = format!("{SELECT_RUN} WHERE id = $1");
+        let rows = self
+            .backend()
+            .query(&what, &sql, vec![run_id.into()], RUN_KINDS)
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let run = run_from_row(row);
+        let actions = self
+            .backend()
+            .query(
+                &what,
+                "SELECT id, parent_id, task, phase, started_at, ended_at, inputs_uri, \
+                 outputs_uri, error_kind, error_text FROM actions WHERE run_id = $1 \
+                 ORDER BY started_at, id",
+                vec![run_id.into()],
+                &[
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Int,
+                    Kind::Int,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let mut c = Columns(r.iter());
+                ActionRecord {
+                    id: c.text().unwrap_or_default(),
+                    parent_id: c.text(),
+                    task: c.text().unwrap_or_default(),
+                    phase: c.text().unwrap_or_default(),
+                    started_at: c.int().unwrap_or_default(),
+                    ended_at: c.int(),
+                    inputs_uri: c.text(),
+                    outputs_uri: c.text(),
+                    error_kind: c.text(),
+                    error_text: c.text(),
+                }
             })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(query_err(&what))?;
-        let attempts = sqlx::query(
-            "SELECT action_id, attempt, phase, started_at, ended_at, inputs_uri, outputs_uri, \
-             log_uri, error_kind, error_text, instantiate_us, call_us FROM attempts \
-             WHERE run_id = $1 ORDER BY action_id, attempt",
-        )
-        .bind(run_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(query_err(&what))?
-        .iter()
-        .map(|r| {
-            Ok(AttemptRecord {
-                action_id: r.try_get("action_id")?,
-                attempt: r.try_get("attempt")?,
-                phase: r.try_get("phase")?,
-                started_at: r.try_get("started_at")?,
-                ended_at: r.try_get("ended_at")?,
-                inputs_uri: r.try_get("inputs_uri")?,
-                outputs_uri: r.try_get("outputs_uri")?,
-                log_uri: r.try_get("log_uri")?,
-                error_kind: r.try_get("error_kind")?,
-                error_text: r.try_get("error_text")?,
-                instantiate_us: r.try_get("instantiate_us")?,
-                call_us: r.try_get("call_us")?,
+            .collect();
+        let attempts = self
+            .backend()
+            .query(
+                &what,
+                "SELECT action_id, attempt, phase, started_at, ended_at, inputs_uri, \
+                 outputs_uri, log_uri, error_kind, error_text, instantiate_us, call_us \
+                 FROM attempts WHERE run_id = $1 ORDER BY action_id, attempt",
+                vec![run_id.into()],
+                &[
+                    Kind::Text,
+                    Kind::Int,
+                    Kind::Text,
+                    Kind::Int,
+                    Kind::Int,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Text,
+                    Kind::Int,
+                    Kind::Int,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let mut c = Columns(r.iter());
+                AttemptRecord {
+                    action_id: c.text().unwrap_or_default(),
+                    attempt: c.int().unwrap_or_default(),
+                    phase: c.text().unwrap_or_default(),
+                    started_at: c.int().unwrap_or_default(),
+                    ended_at: c.int(),
+                    inputs_uri: c.text(),
+                    outputs_uri: c.text(),
+                    log_uri: c.text(),
+                    error_kind: c.text(),
+                    error_text: c.text(),
+                    instantiate_us: c.int(),
+                    call_us: c.int(),
+                }
             })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(query_err(&what))?;
+            .collect();
         Ok(Some((run, actions, attempts)))
     }
 }

@@ -90,7 +90,7 @@ pub fn conform(value: Value, ty: &TypeDesc, path: &ValuePath) -> Result<Value, V
             Ok(Value::Map(out))
         }
         (TypeDesc::Enum { variants }, Value::String(s)) => {
-            if variants.iter().any(|v| *v == s) {
+            if variants.contains(&s) {
                 Ok(Value::String(s))
             } else {
                 Err(ValueError::Invalid {

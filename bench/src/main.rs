@@ -1,0 +1,166 @@
+//! `sluice-bench chain [N]`: a chain of N trivial tasks (`x -> x + 1`), each a separate run in a
+//! fresh sandbox, recorded durably (SQLite file + local directory) and with nothing persisted
+//! (in-memory SQLite + `memory://`). Prints median and p99 per task with the breakdown, and beside
+//! them Flyte v2 local measured in the same run when its venv is present.
+//!
+//! Run with `scripts/bench.sh` (release build; debug figures mislead).
+
+mod peer;
+
+use std::time::{Duration, Instant};
+
+use sluice_host::{Host, RunRequest, RunTimings, Value};
+
+/// Runs before measuring, so the first-use costs (page faults of the pool, SQLite cache) are
+/// not counted.
+const WARM_UP_RUNS: usize = 50;
+
+struct Figures {
+    median: Duration,
+    p99: Duration,
+    instantiate: Duration,
+    call: Duration,
+    record: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median_of(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    percentile(&xs, 0.5)
+}
+
+async fn chain(host: &Host, n: usize) -> Figures {
+    let env = host
+        .load_file(sluice_tests::fixture("basic"))
+        .await
+        .expect("loading the fixture");
+    let mut x = 0i64;
+    let step = |x: i64| {
+        let host = &host;
+        let env = env.clone();
+        async move {
+            let started = Instant::now();
+            let out = host
+                .run(&env, RunRequest::new("add_one").input("x", x))
+                .await
+                .expect("run");
+            let elapsed = started.elapsed();
+            let outputs = out.outputs.expect("add_one succeeds");
+            let Some(Value::Int(next)) = outputs.get("o0") else {
+                panic!("add_one returned {outputs:?}")
+            };
+            (*next, elapsed, out.timings)
+        }
+    };
+    for _ in 0..WARM_UP_RUNS {
+        x = step(x).await.0;
+    }
+    let mut totals = Vec::with_capacity(n);
+    let mut parts: Vec<RunTimings> = Vec::with_capacity(n);
+    let start_x = x;
+    for _ in 0..n {
+        let (next, elapsed, timings) = step(x).await;
+        x = next;
+        totals.push(elapsed);
+        parts.push(timings);
+    }
+    assert_eq!(x, start_x + n as i64, "the chain computed the wrong value");
+    totals.sort();
+    Figures {
+        median: percentile(&totals, 0.5),
+        p99: percentile(&totals, 0.99),
+        instantiate: median_of(parts.iter().map(|t| t.instantiate).collect()),
+        call: median_of(parts.iter().map(|t| t.call).collect()),
+        record: median_of(parts.iter().map(|t| t.record).collect()),
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn print_row(label: &str, f: &Figures, goal_us: f64, peer_ms: Option<f64>) {
+    let vs_peer = match peer_ms {
+        Some(ms) => format!("{:>8.1}x faster", ms * 1e3 / us(f.median)),
+        None => "        (peer not measured)".to_string(),
+    };
+    println!(
+        "{label:<28} median {:>7.1} µs  p99 {:>7.1} µs  | instantiate {:>5.1}  call {:>5.1}  record {:>6.1} µs | goal ≤ {goal_us:.0} µs: {}  | vs Flyte {}",
+        us(f.median),
+        us(f.p99),
+        us(f.instantiate),
+        us(f.call),
+        us(f.record),
+        if us(f.median) <= goal_us { "met" } else { "NOT met" },
+        vs_peer,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| "chain".into());
+    if case != "chain" {
+        eprintln!("usage: sluice-bench chain [N]");
+        std::process::exit(2);
+    }
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    // `SLUICE_BENCH_ONLY=memory` runs only the in-memory case (for profiling).
+    if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("memory") {
+        let home = tempfile::tempdir().expect("temporary home");
+        let memory = Host::builder()
+            .home(home.path())
+            .database_url("sqlite::memory:")
+            .store_url("memory://")
+            .build()
+            .await
+            .expect("in-memory host");
+        print_row("sluice in memory", &chain(&memory, n).await, 30.0, None);
+        return;
+    }
+
+    let home = tempfile::tempdir().expect("temporary home");
+    let durable = Host::builder()
+        .home(home.path())
+        .build()
+        .await
+        .expect("durable host");
+    let durable_figures = chain(&durable, n).await;
+
+    let memory_home = tempfile::tempdir().expect("temporary home");
+    let memory = Host::builder()
+        .home(memory_home.path())
+        .database_url("sqlite::memory:")
+        .store_url("memory://")
+        .build()
+        .await
+        .expect("in-memory host");
+    let memory_figures = chain(&memory, n).await;
+
+    let flyte = peer::flyte_chain(100);
+    println!("chain of {n} tasks x -> x + 1, one run each, fresh sandbox per task (release build)");
+    print_row(
+        "sluice durable (sqlite+file)",
+        &durable_figures,
+        150.0,
+        flyte.persisted_ms,
+    );
+    print_row(
+        "sluice in memory",
+        &memory_figures,
+        30.0,
+        flyte.in_memory_ms,
+    );
+    match (flyte.in_memory_ms, flyte.note) {
+        (Some(ms), note) => println!(
+            "Flyte v2 local, same run: {ms:.3} ms per task in memory (chain of 100){}",
+            note.map(|n| format!("; {n}")).unwrap_or_default()
+        ),
+        (None, Some(note)) => println!("Flyte v2 local: {note}"),
+        (None, None) => {}
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Benchmarks on a release build, beside Flyte v2 local measured in the same run
+# (set up the peer once with ../shared/peers/flyte/setup.sh; without it the peer is skipped).
+# usage: scripts/bench.sh [N=1000]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/build-guests.sh
+cargo run --quiet --release -p sluice-bench -- chain "${1:-1000}"

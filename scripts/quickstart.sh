@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The first command of the README: installs what is needed, builds sluice and the example guest,
+# and runs example tasks on the embedded defaults (SQLite file + local object store under .sluice/).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/build-guests.sh
+cargo build --quiet -p sluice-host --bin sluice
+sluice=target/debug/sluice
+wasm=target/wasm32-wasip2/release/example_orders.wasm
+
+set -x
+"$sluice" describe "$wasm"
+"$sluice" run "$wasm" summarize --inputs examples/tasks/orders.json
+"$sluice" run "$wasm" discount --project acme \
+  --in 'order={"id":"o-9","customer":"ada","amount_cents":5000,"status":"Open"}' --in percent=10
+"$sluice" runs list --limit 5

@@ -1,0 +1,125 @@
+//! The records layer on both of its backends: rusqlite (the embedded default) and sqlx (the
+//! path PostgreSQL takes), run through the same statements on a real SQLite file.
+
+use sluice_host::records::{AttemptEnd, NewRun, Records, RunFilter};
+
+async fn exercise(url: &str) {
+    let records = Records::connect(url).await.unwrap();
+    // Connecting again finds the schema already migrated.
+    let records_again = Records::connect(url).await.unwrap();
+    records
+        .register_component("d1", "x.wasm", 10, &[])
+        .await
+        .unwrap();
+    records_again
+        .register_component("d1", "x.wasm", 10, &[])
+        .await
+        .unwrap();
+    for (i, project) in ["alpha", "beta", "alpha"].iter().enumerate() {
+        let run = NewRun {
+            run_id: format!("r{i}"),
+            project: project.to_string(),
+            domain: "dev".into(),
+            component_digest: "d1".into(),
+            task: "t".into(),
+            action_id: "a0".into(),
+            attempt: 1,
+            started_at: 1000 + i as i64,
+            inputs_uri: format!("memory:///{i}/inputs.msgpack"),
+        };
+        records.start_run(&run).await.unwrap();
+        let outcome = if i == 1 {
+            Err(("user".to_string(), "bad".to_string()))
+        } else {
+            Ok(format!("memory:///{i}/outputs.msgpack"))
+        };
+        records
+            .finish_run(&AttemptEnd {
+                run_id: run.run_id.clone(),
+                action_id: "a0".into(),
+                attempt: 1,
+                ended_at: 2000,
+                outcome,
+                log_uri: None,
+                instantiate_us: Some(5),
+                call_us: Some(7),
+            })
+            .await
+            .unwrap();
+    }
+    let all = records
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r1", "r0"], "{url}: newest first");
+    let alpha = records
+        .list_runs(&RunFilter {
+            project: Some("alpha".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alpha.len(), 2, "{url}");
+    let (run, actions, attempts) = records.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (run.phase.as_str(), run.error_kind.as_deref()),
+        ("failed", Some("user"))
+    );
+    assert_eq!(actions[0].outputs_uri, None);
+    assert_eq!(
+        (attempts[0].instantiate_us, attempts[0].call_us),
+        (Some(5), Some(7))
+    );
+    let (_, actions, _) = records.run("r0").await.unwrap().unwrap();
+    assert_eq!(
+        actions[0].outputs_uri.as_deref(),
+        Some("memory:///0/outputs.msgpack")
+    );
+    assert!(records.run("nope").await.unwrap().is_none());
+    // A run id used twice is refused and leaves the first record as it was.
+    let dup = NewRun {
+        run_id: "r0".into(),
+        project: "alpha".into(),
+        domain: "dev".into(),
+        component_digest: "d1".into(),
+        task: "t".into(),
+        action_id: "a0".into(),
+        attempt: 1,
+        started_at: 5,
+        inputs_uri: "memory:///x".into(),
+    };
+    assert!(records.start_run(&dup).await.is_err(), "{url}");
+    let (run, _, _) = records.run("r0").await.unwrap().unwrap();
+    assert_eq!(run.phase, "succeeded", "{url}");
+}
+
+#[tokio::test]
+async fn rusqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(&format!("sqlite://{}/a.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn sqlx_backend_runs_the_same_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(&format!(
+        "sqlx+sqlite://{}/b.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_database_urls_are_refused_by_name() {
+    let err = Records::connect("mysql://x").await.err().unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("database mysql://x: expected sqlite://"),
+        "{err}"
+    );
+}
