@@ -6,4 +6,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/build-guests.sh
-cargo run --quiet --release -p sluice-bench -- chain "${1:-1000}"
+cargo build --quiet --release -p sluice-bench
+target/release/sluice-bench chain "${1:-1000}"
+target/release/sluice-bench records 2000

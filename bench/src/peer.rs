@@ -6,9 +6,6 @@ use std::process::Command;
 pub struct PeerChain {
     /// Per task, in memory (Flyte local mode keeps values in memory).
     pub in_memory_ms: Option<f64>,
-    /// Per task with local persistence; run.sh does not measure it, so it stays None unless the
-    /// peer reports it.
-    pub persisted_ms: Option<f64>,
     pub note: Option<String>,
 }
 
@@ -27,7 +24,6 @@ pub fn flyte_chain(n: usize) -> PeerChain {
     if !python.exists() {
         return PeerChain {
             in_memory_ms: None,
-            persisted_ms: None,
             note: Some(format!(
                 "not measured: no venv at {} (run its setup.sh)",
                 python.display()
@@ -48,7 +44,6 @@ pub fn flyte_chain(n: usize) -> PeerChain {
         .output();
     let failed = |why: String| PeerChain {
         in_memory_ms: None,
-        persisted_ms: None,
         note: Some(format!("not measured: {why}")),
     };
     let output = match output {
@@ -70,10 +65,6 @@ pub fn flyte_chain(n: usize) -> PeerChain {
     };
     PeerChain {
         in_memory_ms: json["per_task_ms_median"].as_f64(),
-        persisted_ms: None,
-        note: Some(
-            "Flyte's persisted local mode is not run by the peer script (its README quotes 5.9 ms per task)"
-                .to_string(),
-        ),
+        note: None,
     }
 }

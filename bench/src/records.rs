@@ -1,0 +1,57 @@
+//! `sluice-bench records [N]`: the cost of recording one run (start and finish transactions) on
+//! each records backend, in one process: the in-process SQLite the host uses by default, and the
+//! sqlx path (the one PostgreSQL takes) on the same kind of SQLite file, as the baseline that
+//! motivated the choice.
+
+use std::time::Instant;
+
+use sluice_host::records::{AttemptEnd, NewRun, Records};
+
+async fn per_run_us(url: &str, n: usize) -> f64 {
+    let records = Records::connect(url).await.expect("connect");
+    let run = |i: usize| NewRun {
+        run_id: format!("r{i:08}"),
+        project: "bench".into(),
+        domain: "dev".into(),
+        component_digest: "d".into(),
+        task: "add_one".into(),
+        action_id: "a0".into(),
+        attempt: 1,
+        started_at: i as i64,
+        inputs_uri: format!("memory:///bench/dev/r{i:08}/a0/1/inputs.msgpack"),
+    };
+    let started = Instant::now();
+    for i in 0..n {
+        let new = run(i);
+        records.start_run(&new).await.expect("start");
+        records
+            .finish_run(&AttemptEnd {
+                run_id: new.run_id,
+                action_id: "a0".into(),
+                attempt: 1,
+                ended_at: i as i64 + 1,
+                outcome: Ok(format!("memory:///bench/dev/r{i:08}/a0/1/outputs.msgpack")),
+                log_uri: None,
+                instantiate_us: Some(1),
+                call_us: Some(1),
+            })
+            .await
+            .expect("finish");
+    }
+    started.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+pub async fn run(n: usize) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let rusqlite_file = per_run_us(&format!("sqlite://{}/a.db", dir.path().display()), n).await;
+    let sqlx_file =
+        per_run_us(&format!("sqlx+sqlite://{}/b.db?mode=rwc", dir.path().display()), n).await;
+    let rusqlite_memory = per_run_us("sqlite::memory:", n).await;
+    println!("recording one run (start + finish transactions, 6 statements), {n} runs");
+    println!("  in-process SQLite file (default)  {rusqlite_file:>7.1} µs");
+    println!("  in-process SQLite in memory       {rusqlite_memory:>7.1} µs");
+    println!(
+        "  sqlx SQLite file (baseline)       {sqlx_file:>7.1} µs   -> in-process is {:.1}x faster",
+        sqlx_file / rusqlite_file
+    );
+}
