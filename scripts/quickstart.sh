@@ -15,3 +15,6 @@ set -x
 "$sluice" run "$wasm" discount --project acme \
   --in 'order={"id":"o-9","customer":"ada","amount_cents":5000,"status":"Open"}' --in percent=10
 "$sluice" runs list --limit 5
+
+# The same host embedded in a Rust program, for two tenants:
+cargo run --quiet -p example-embed -- "$wasm" .sluice

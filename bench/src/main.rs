@@ -92,7 +92,10 @@ const FLYTE_PERSISTED_QUOTED_MS: f64 = 5.9;
 
 fn print_row(label: &str, f: &Figures, goal_us: f64, peer_ms: Option<f64>) {
     let vs_peer = match peer_ms {
-        Some(ms) => format!("{:.1}x faster than Flyte in memory (measured now)", ms * 1e3 / us(f.median)),
+        Some(ms) => format!(
+            "{:.1}x faster than Flyte in memory (measured now)",
+            ms * 1e3 / us(f.median)
+        ),
         None => "Flyte not measured".to_string(),
     };
     println!(
@@ -153,8 +156,18 @@ async fn main() {
 
     let flyte = peer::flyte_chain(100);
     println!("chain of {n} tasks x -> x + 1, one run each, fresh sandbox per task (release build)");
-    print_row("sluice durable (sqlite+file)", &durable_figures, 150.0, flyte.in_memory_ms);
-    print_row("sluice in memory", &memory_figures, 30.0, flyte.in_memory_ms);
+    print_row(
+        "sluice durable (sqlite+file)",
+        &durable_figures,
+        150.0,
+        flyte.in_memory_ms,
+    );
+    print_row(
+        "sluice in memory",
+        &memory_figures,
+        30.0,
+        flyte.in_memory_ms,
+    );
     println!(
         "durable vs Flyte persisted ({FLYTE_PERSISTED_QUOTED_MS} ms per task, quoted by the peer's README, not measured here): {:.1}x faster",
         FLYTE_PERSISTED_QUOTED_MS * 1e3 / us(durable_figures.median)

@@ -44,8 +44,11 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
 pub async fn run(n: usize) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let rusqlite_file = per_run_us(&format!("sqlite://{}/a.db", dir.path().display()), n).await;
-    let sqlx_file =
-        per_run_us(&format!("sqlx+sqlite://{}/b.db?mode=rwc", dir.path().display()), n).await;
+    let sqlx_file = per_run_us(
+        &format!("sqlx+sqlite://{}/b.db?mode=rwc", dir.path().display()),
+        n,
+    )
+    .await;
     let rusqlite_memory = per_run_us("sqlite::memory:", n).await;
     println!("recording one run (start + finish transactions, 6 statements), {n} runs");
     println!("  in-process SQLite file (default)  {rusqlite_file:>7.1} µs");

@@ -12,26 +12,36 @@ use super::{TypeDesc, Value, ValueError, ValuePath};
 /// Checks and normalises a whole document (inputs or outputs) against its parameters.
 /// `side` is the root of every path in errors ("inputs" or "outputs").
 pub fn conform_document(
-    mut doc: BTreeMap<String, Value>,
+    doc: BTreeMap<String, Value>,
     params: &[Param],
     side: &str,
 ) -> Result<BTreeMap<String, Value>, ValueError> {
-    let root = ValuePath::root(side);
+    let named = params.iter().map(|p| (p.name.as_str(), &p.ty));
+    conform_named(doc, named, &ValuePath::root(side))
+}
+
+/// The rule shared by documents and records: every declared name present (a missing optional
+/// becomes `none`), each value conformed to its type, nothing undeclared.
+fn conform_named<'a>(
+    mut entries: BTreeMap<String, Value>,
+    declared: impl Iterator<Item = (&'a str, &'a TypeDesc)> + Clone,
+    path: &ValuePath,
+) -> Result<BTreeMap<String, Value>, ValueError> {
     let mut out = BTreeMap::new();
-    for param in params {
-        let path = root.field(&param.name);
-        let value = match doc.remove(&param.name) {
+    for (name, ty) in declared.clone() {
+        let item_path = path.field(name);
+        let value = match entries.remove(name) {
             Some(v) => v,
-            None if matches!(param.ty, TypeDesc::Optional { .. }) => Value::None,
-            None => return Err(ValueError::Missing { path }),
+            None if matches!(ty, TypeDesc::Optional { .. }) => Value::None,
+            None => return Err(ValueError::Missing { path: item_path }),
         };
-        out.insert(param.name.clone(), conform(value, &param.ty, &path)?);
+        out.insert(name.to_string(), conform(value, ty, &item_path)?);
     }
-    if let Some(extra) = doc.keys().next() {
-        let declared: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    if let Some(extra) = entries.keys().next() {
+        let names: Vec<&str> = declared.map(|(name, _)| name).collect();
         return Err(ValueError::Unexpected {
-            path: root.field(extra),
-            declared: declared.join(", "),
+            path: path.field(extra),
+            declared: names.join(", "),
         });
     }
     Ok(out)
@@ -69,25 +79,9 @@ pub fn conform(value: Value, ty: &TypeDesc, path: &ValuePath) -> Result<Value, V
             })
             .collect::<Result<_, _>>()
             .map(Value::Map),
-        (TypeDesc::Record { fields }, Value::Map(mut entries)) => {
-            let mut out = BTreeMap::new();
-            for field in fields {
-                let field_path = path.field(&field.name);
-                let v = match entries.remove(&field.name) {
-                    Some(v) => v,
-                    None if matches!(field.ty, TypeDesc::Optional { .. }) => Value::None,
-                    None => return Err(ValueError::Missing { path: field_path }),
-                };
-                out.insert(field.name.clone(), conform(v, &field.ty, &field_path)?);
-            }
-            if let Some(extra) = entries.keys().next() {
-                let declared: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-                return Err(ValueError::Unexpected {
-                    path: path.field(extra),
-                    declared: declared.join(", "),
-                });
-            }
-            Ok(Value::Map(out))
+        (TypeDesc::Record { fields }, Value::Map(entries)) => {
+            let named = fields.iter().map(|f| (f.name.as_str(), &f.ty));
+            conform_named(entries, named, path).map(Value::Map)
         }
         (TypeDesc::Enum { variants }, Value::String(s)) => {
             if variants.contains(&s) {
