@@ -23,6 +23,7 @@ struct Figures {
     p99: Duration,
     instantiate: Duration,
     call: Duration,
+    teardown: Duration,
     record: Duration,
 }
 
@@ -78,6 +79,7 @@ async fn chain(host: &Host, n: usize) -> Figures {
         p99: percentile(&totals, 0.99),
         instantiate: median_of(parts.iter().map(|t| t.instantiate).collect()),
         call: median_of(parts.iter().map(|t| t.call).collect()),
+        teardown: median_of(parts.iter().map(|t| t.teardown).collect()),
         record: median_of(parts.iter().map(|t| t.record).collect()),
     }
 }
@@ -99,11 +101,12 @@ fn print_row(label: &str, f: &Figures, goal_us: f64, peer_ms: Option<f64>) {
         None => "Flyte not measured".to_string(),
     };
     println!(
-        "{label:<30} median {:>7.1} µs  p99 {:>7.1} µs | instantiate {:>5.1}  call {:>5.1}  record {:>6.1} µs | goal <= {goal_us:.0} µs: {} | {vs_peer}",
+        "{label:<30} median {:>7.1} µs  p99 {:>7.1} µs | instantiate {:>5.1}  call {:>5.1}  teardown {:>5.1}  record {:>6.1} µs | goal <= {goal_us:.0} µs: {} | {vs_peer}",
         us(f.median),
         us(f.p99),
         us(f.instantiate),
         us(f.call),
+        us(f.teardown),
         us(f.record),
         if us(f.median) <= goal_us { "met" } else { "NOT met" },
     );

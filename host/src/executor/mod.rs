@@ -98,8 +98,11 @@ impl RunFailure {
 /// Where the time of a run went.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct RunTimings {
+    /// Making the store and instantiating the component.
     pub instantiate: Duration,
     pub call: Duration,
+    /// Dropping the instance (resetting its pool slot).
+    pub teardown: Duration,
     /// Validation, encoding, object store writes and database writes.
     pub record: Duration,
     pub total: Duration,

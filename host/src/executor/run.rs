@@ -148,6 +148,7 @@ pub async fn execute(
                 .await;
             timings.instantiate = report.instantiate_time;
             timings.call = report.call_time;
+            timings.teardown = report.teardown_time;
             log = report.log;
             match report.result {
                 Ok(bytes) => accept_outputs(&bytes, spec, inline_limit),
@@ -184,7 +185,7 @@ pub async fn execute(
     timings.total = started.elapsed();
     timings.record = timings
         .total
-        .saturating_sub(timings.instantiate + timings.call);
+        .saturating_sub(timings.instantiate + timings.call + timings.teardown);
     Ok(RunOutcome {
         run_id,
         outputs: result.map(|(doc, _)| doc),
