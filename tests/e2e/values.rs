@@ -194,3 +194,20 @@ async fn the_description_carries_docs_settings_and_types() {
         "enum(Red|Green|Blue)"
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_grants_no_environment_files_or_network() {
+    let t = test_host().await;
+    let seen = run_json(&t, "sandbox_probe", json!({})).await;
+    assert_eq!(
+        seen["o0"],
+        json!({
+            "env": "0",
+            "args": "0",
+            "read /etc/passwd": "denied",
+            "list /": "denied",
+            "write ./x": "denied",
+            "connect 127.0.0.1:22": "denied"
+        })
+    );
+}
