@@ -108,6 +108,9 @@ impl Engine {
             // first heap pages.
             pool.linear_memory_keep_resident(POOL_KEEP_RESIDENT_BYTES);
             pool.table_keep_resident(POOL_KEEP_RESIDENT_BYTES);
+            // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages the instance
+            // dirtied instead of zeroing the whole resident region.
+            pool.pagemap_scan(wasmtime::Enabled::Auto);
             wasm_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = wasmtime::Engine::new(&wasm_config)
