@@ -112,6 +112,17 @@ fn print_row(label: &str, f: &Figures, goal_us: f64, peer_ms: Option<f64>) {
     );
 }
 
+/// A host that persists nothing: in-memory SQLite and `memory://`.
+async fn memory_host(home: &std::path::Path) -> Host {
+    Host::builder()
+        .home(home)
+        .database_url("sqlite::memory:")
+        .store_url("memory://")
+        .build()
+        .await
+        .expect("in-memory host")
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -128,13 +139,7 @@ async fn main() {
     // `SLUICE_BENCH_ONLY=memory` runs only the in-memory case (for profiling).
     if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("memory") {
         let home = tempfile::tempdir().expect("temporary home");
-        let memory = Host::builder()
-            .home(home.path())
-            .database_url("sqlite::memory:")
-            .store_url("memory://")
-            .build()
-            .await
-            .expect("in-memory host");
+        let memory = memory_host(home.path()).await;
         print_row("sluice in memory", &chain(&memory, n).await, 30.0, None);
         return;
     }
@@ -148,13 +153,7 @@ async fn main() {
     let durable_figures = chain(&durable, n).await;
 
     let memory_home = tempfile::tempdir().expect("temporary home");
-    let memory = Host::builder()
-        .home(memory_home.path())
-        .database_url("sqlite::memory:")
-        .store_url("memory://")
-        .build()
-        .await
-        .expect("in-memory host");
+    let memory = memory_host(memory_home.path()).await;
     let memory_figures = chain(&memory, n).await;
 
     let flyte = peer::flyte_chain(100);
