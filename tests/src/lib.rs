@@ -23,29 +23,35 @@ pub fn fixtures_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let root = workspace_root();
         let target = root.join("target");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .arg("--manifest-path")
-            .arg(root.join("tests/fixtures/Cargo.toml"))
-            .status()
-            .unwrap_or_else(|e| panic!("running cargo to build the fixtures: {e}"));
-        assert!(
-            status.success(),
-            "building the fixture guests failed (see above)"
-        );
+        for manifest in ["tests/fixtures/Cargo.toml", "examples/tasks/Cargo.toml"] {
+            let mut build = cargo();
+            build
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .arg("--manifest-path")
+                .arg(root.join(manifest));
+            run_cargo(build, manifest);
+        }
         target.join("wasm32-wasip2/release")
     })
 }
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Runs a cargo build and fails the test run, naming what was built, if it fails.
+fn run_cargo(mut build: Command, what: &str) {
+    let status = build
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build {what}: {e}"));
+    assert!(status.success(), "building {what} failed (see above)");
 }
 
 /// The example environment of `examples/tasks`.
@@ -82,7 +88,8 @@ pub fn sluice_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = workspace_root();
-        let status = cargo()
+        let mut build = cargo();
+        build
             .args([
                 "build",
                 "--quiet",
@@ -92,13 +99,8 @@ pub fn sluice_bin() -> &'static Path {
                 "sluice",
                 "--manifest-path",
             ])
-            .arg(root.join("Cargo.toml"))
-            .status()
-            .unwrap_or_else(|e| panic!("running cargo to build sluice: {e}"));
-        assert!(
-            status.success(),
-            "building the sluice command failed (see above)"
-        );
+            .arg(root.join("Cargo.toml"));
+        run_cargo(build, "the sluice command");
         root.join("target/debug/sluice")
     })
 }

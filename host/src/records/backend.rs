@@ -225,14 +225,7 @@ impl Backend {
                 let mut tx = pool.begin().await.map_err(|e| sqlx_err(what, e))?;
                 let mut changed = Vec::with_capacity(statements.len());
                 for (sql, params) in statements {
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(*sql));
-                    for p in params {
-                        query = match p {
-                            SqlValue::Null => query.bind(Option::<String>::None),
-                            SqlValue::Int(i) => query.bind(*i),
-                            SqlValue::Text(s) => query.bind(s.clone()),
-                        };
-                    }
+                    let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(*sql)), params);
                     let result = query
                         .execute(&mut *tx)
                         .await
@@ -288,14 +281,7 @@ impl Backend {
                 Ok(out)
             }
             Backend::Sqlx(pool) => {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
-                for p in params {
-                    query = match p {
-                        SqlValue::Null => query.bind(Option::<String>::None),
-                        SqlValue::Int(i) => query.bind(i),
-                        SqlValue::Text(s) => query.bind(s),
-                    };
-                }
+                let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
                 let rows: Vec<AnyRow> =
                     query.fetch_all(pool).await.map_err(|e| sqlx_err(what, e))?;
                 rows.iter()
@@ -316,6 +302,21 @@ impl Backend {
             }
         }
     }
+}
+
+/// Binds `params` in order to an sqlx query.
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: &[SqlValue],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in params {
+        query = match p {
+            SqlValue::Null => query.bind(Option::<String>::None),
+            SqlValue::Int(i) => query.bind(*i),
+            SqlValue::Text(s) => query.bind(s.clone()),
+        };
+    }
+    query
 }
 
 impl rusqlite::ToSql for SqlValue {
