@@ -5,7 +5,12 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "sluice:task/data.file-reader": crate::engine::data_host::FileReaderHandle,
+        "sluice:task/data.file-writer": crate::engine::data_host::FileWriterHandle,
+        "sluice:task/data.dir-writer": crate::engine::data_host::DirWriterHandle,
+    },
 });
 
 pub use exports::sluice::task::environment;
-pub use sluice::task::{log, types};
+pub use sluice::task::{data, log, types};

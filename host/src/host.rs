@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::data::{DataError, DataStore};
+use crate::data::{DataError, DataStore, Stores};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
 use crate::executor::run::RunContext;
 use crate::executor::{execute, Limits, RunError, RunOutcome, RunRequest};
@@ -52,6 +52,7 @@ pub struct HostBuilder {
     pooling: Option<bool>,
     max_instances: Option<u32>,
     max_memory_bytes: Option<u64>,
+    allowed_prefixes: Vec<String>,
 }
 
 impl HostBuilder {
@@ -90,6 +91,13 @@ impl HostBuilder {
         self
     }
 
+    /// Lets runs take inputs under this URL prefix (`file:///shared/data`, later `s3://bucket/x`)
+    /// without copying them. Anything outside the host's stores and these prefixes is refused.
+    pub fn allow_prefix(mut self, url: impl Into<String>) -> Self {
+        self.allowed_prefixes.push(url.into());
+        self
+    }
+
     pub async fn build(self) -> Result<Host, HostError> {
         let home = match self.home {
             Some(h) => h,
@@ -122,10 +130,16 @@ impl HostBuilder {
         let engine = Engine::new(engine_config)?;
         let records = Records::connect(&database_url).await?;
         let store = DataStore::open(&store_url)?;
+        let mut stores = Stores::new(store.clone());
+        for prefix in &self.allowed_prefixes {
+            stores.add(DataStore::open(prefix)?);
+            stores.allow_prefix(prefix);
+        }
         Ok(Host {
             engine,
             records,
             store,
+            stores: Arc::new(stores),
             limits: self.limits,
             home,
             loaded: Mutex::default(),
@@ -151,6 +165,7 @@ pub struct Host {
     engine: Engine,
     records: Records,
     store: DataStore,
+    stores: Arc<Stores>,
     limits: Limits,
     home: PathBuf,
     loaded: Mutex<HashMap<String, Arc<LoadedComponent>>>,
@@ -169,6 +184,10 @@ impl Host {
     }
     pub fn store(&self) -> &DataStore {
         &self.store
+    }
+    /// Every store references resolve against (the default store first).
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
     }
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -228,6 +247,7 @@ impl Host {
             engine: &self.engine,
             records: &self.records,
             store: &self.store,
+            stores: &self.stores,
             limits: &self.limits,
         };
         execute(&ctx, component, request).await

@@ -11,8 +11,10 @@ pub mod executor;
 mod host;
 pub mod records;
 pub mod spec;
+mod transfer;
 pub mod values;
 
 pub use executor::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 pub use host::{Host, HostBuilder, HostError, RunDetails, HOME_ENV};
+pub use transfer::format_from_name;
 pub use values::Value;

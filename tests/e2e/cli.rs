@@ -102,3 +102,89 @@ fn describe_prints_the_interfaces_and_a_second_process_uses_the_compile_cache() 
     let second = text(&sluice(home.path(), &["describe", wasm.to_str().unwrap()]).stdout);
     assert!(second.contains("from the compile cache"), "{second}");
 }
+
+#[test]
+fn a_local_file_is_uploaded_and_the_output_fetched_by_uri() {
+    let home = tempfile::tempdir().unwrap();
+    let wasm = fixture("files");
+    let csv = home.path().join("people.csv");
+    std::fs::write(&csv, "id,name\n1,ada\n2,bob\n").unwrap();
+    let out = sluice(
+        home.path(),
+        &[
+            "run",
+            wasm.to_str().unwrap(),
+            "drop_column",
+            "--in",
+            &format!("data=@{}", csv.display()),
+            "--in",
+            "column=name",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri = outputs["o0"]
+        .as_str()
+        .expect("the output is printed as a URI");
+    assert!(
+        uri.starts_with("file://") && uri.ends_with("dropped.csv"),
+        "{uri}"
+    );
+
+    let cat = sluice(home.path(), &["cat", uri]);
+    assert_eq!(cat.status.code(), Some(0), "{}", text(&cat.stderr));
+    assert_eq!(text(&cat.stdout), "id\n1\n2\n");
+
+    let dest = home.path().join("fetched.csv");
+    let get = sluice(home.path(), &["get", uri, dest.to_str().unwrap()]);
+    assert_eq!(get.status.code(), Some(0), "{}", text(&get.stderr));
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "id\n1\n2\n");
+
+    let missing = sluice(home.path(), &["cat", &format!("{uri}.nope")]);
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(
+        text(&missing.stderr).contains("missing"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn a_directory_is_uploaded_built_and_downloaded() {
+    let home = tempfile::tempdir().unwrap();
+    let wasm = fixture("files");
+    let tree = home.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha").unwrap();
+    let out = sluice(
+        home.path(),
+        &[
+            "run",
+            wasm.to_str().unwrap(),
+            "list_dir",
+            "--in",
+            &format!("dir=@{}", tree.display()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs["o0"][0]["name"], "a.txt");
+
+    let out = sluice(
+        home.path(),
+        &[
+            "run",
+            wasm.to_str().unwrap(),
+            "make_dir",
+            "--in",
+            r#"names=["x","y/z"]"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri = outputs["o0"].as_str().unwrap();
+    let dest = home.path().join("made");
+    let get = sluice(home.path(), &["get", uri, dest.to_str().unwrap()]);
+    assert_eq!(get.status.code(), Some(0), "{}", text(&get.stderr));
+    assert_eq!(std::fs::read_to_string(dest.join("y/z")).unwrap(), "y/z");
+}

@@ -2,5 +2,6 @@
 
 mod cli;
 mod failures;
+mod files;
 mod records;
 mod values;

@@ -30,11 +30,16 @@ pub mod bindings {
 }
 
 mod error;
+mod files;
 pub mod log;
 mod time;
 mod types;
 
 pub use error::{Error, Result};
+pub use files::{
+    AnyFormat, ArrowIpc, Csv, Dir, DirBuilder, File, FileReader, FileWriter, Format, Json, Parquet,
+    Text,
+};
 pub use sluice_macros::{task, Type};
 pub use time::{Datetime, Duration};
 pub use types::{Bytes, SluiceType, TypeTable};

@@ -16,11 +16,15 @@ struct ExtOut<'a>((i8, &'a serde_bytes::Bytes));
 #[serde(rename = "_ExtStruct")]
 struct ExtIn((i8, serde_bytes::ByteBuf));
 
-fn serialize_ext<S: Serializer>(s: S, code: i8, payload: &[u8]) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_ext<S: Serializer>(
+    s: S,
+    code: i8,
+    payload: &[u8],
+) -> Result<S::Ok, S::Error> {
     ExtOut((code, serde_bytes::Bytes::new(payload))).serialize(s)
 }
 
-fn deserialize_ext<'de, D: Deserializer<'de>>(
+pub(crate) fn deserialize_ext<'de, D: Deserializer<'de>>(
     d: D,
     want: i8,
     what: &str,

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Every command is a few calls into [`sluice_host::Host`].
 
 mod describe;
+mod objects;
 mod run;
 mod runs;
 
@@ -40,6 +41,9 @@ struct Cli {
     /// Object store URL (default: file:// directory in the home).
     #[arg(long = "store", global = true)]
     store: Option<String>,
+    /// A URL prefix runs may take inputs from without copying (repeatable).
+    #[arg(long = "allow-prefix", global = true, value_name = "URL")]
+    allow_prefix: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +57,10 @@ enum Command {
     /// List and inspect recorded runs.
     #[command(subcommand)]
     Runs(runs::Command),
+    /// Print a file a run produced (by its URI) to stdout.
+    Cat(objects::CatArgs),
+    /// Download a file or directory a run produced (by its URI) to a local path.
+    Get(objects::GetArgs),
 }
 
 /// An error for the user, with the exit code it should end the process with.
@@ -83,12 +91,12 @@ impl From<HostError> for Failure {
     }
 }
 
-pub async fn open_host(
-    cli_home: &std::path::Path,
-    db: &Option<String>,
-    store: &Option<String>,
-) -> Result<Host, Failure> {
+async fn open_host(cli: &Cli) -> Result<Host, Failure> {
+    let (cli_home, db, store) = (&cli.home, &cli.db, &cli.store);
     let mut builder = Host::builder().home(cli_home);
+    for prefix in &cli.allow_prefix {
+        builder = builder.allow_prefix(prefix);
+    }
     if let Some(db) = db {
         builder = builder.database_url(db);
     }
@@ -118,11 +126,13 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let host = open_host(&cli.home, &cli.db, &cli.store).await?;
+        let host = open_host(&cli).await?;
         match cli.command {
             Command::Describe(args) => describe::run(&host, args).await,
             Command::Run(args) => run::run(&host, args).await,
             Command::Runs(cmd) => runs::run(&host, cmd).await,
+            Command::Cat(args) => objects::cat(&host, args).await,
+            Command::Get(args) => objects::get(&host, args).await,
         }
     });
     match result {

@@ -1,10 +1,15 @@
 //! `sluice run <component.wasm> <task> --in name=JSON ... | --inputs file.json`
+//!
+//! A file, directory or frame input is given by URI (`--in data=s3://bucket/key`) or uploaded
+//! from the local disk (`--in data=@path/to/file.csv`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 use sluice_host::values::json::{document_from_json, document_to_json};
+use sluice_host::values::types::Param;
+use sluice_host::values::{RefKind, TypeDesc};
 use sluice_host::{Host, RunRequest};
 
 use super::{exit, runs, Failure};
@@ -28,6 +33,9 @@ pub struct Args {
     /// Print the whole run record as JSON instead of the outputs.
     #[arg(long)]
     json: bool,
+    /// Store URL for the files and directories this run creates (default: the host's store).
+    #[arg(long, value_name = "URL")]
+    raw_data_path: Option<String>,
 }
 
 fn read_inputs(args: &Args) -> Result<BTreeMap<String, Json>, Failure> {
@@ -55,6 +63,49 @@ fn read_inputs(args: &Args) -> Result<BTreeMap<String, Json>, Failure> {
     Ok(given)
 }
 
+/// The reference kind an input declares (looking through `optional`), if it is one.
+fn reference_kind(ty: &TypeDesc) -> Option<RefKind> {
+    match ty {
+        TypeDesc::File { .. } => Some(RefKind::File),
+        TypeDesc::Dir => Some(RefKind::Dir),
+        TypeDesc::DataFrame { .. } => Some(RefKind::DataFrame),
+        TypeDesc::Optional { of } => reference_kind(of),
+        _ => None,
+    }
+}
+
+/// Replaces each `"@path"` given for a file, directory or frame input by the URI of the
+/// uploaded copy.
+async fn upload_local_inputs(
+    host: &Host,
+    mut given: BTreeMap<String, Json>,
+    params: &[Param],
+    args: &Args,
+) -> Result<BTreeMap<String, Json>, Failure> {
+    for param in params {
+        let Some(kind) = reference_kind(&param.ty) else {
+            continue;
+        };
+        let Some(Json::String(text)) = given.get(&param.name) else {
+            continue;
+        };
+        let Some(local) = text.strip_prefix('@') else {
+            continue;
+        };
+        let meta = host
+            .upload(Path::new(local), kind, &args.project, &args.domain)
+            .await
+            .map_err(|e| Failure::usage(format!("inputs.{}: {e}", param.name)))?;
+        let mut object = serde_json::Map::new();
+        object.insert("uri".into(), Json::String(meta.uri));
+        object.insert("size".into(), meta.size.into());
+        object.insert("sha256".into(), meta.sha256.into());
+        object.insert("format".into(), meta.format.into());
+        given.insert(param.name.clone(), Json::Object(object));
+    }
+    Ok(given)
+}
+
 pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
     let given = read_inputs(&args)?;
     let env = host.load_file(&args.component).await?;
@@ -67,11 +118,15 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
             known.join(", ")
         )));
     };
+    let given = upload_local_inputs(host, given, &spec.interface.inputs, &args).await?;
     let inputs = document_from_json(given, &spec.interface.inputs, "inputs")
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let request = RunRequest::new(&args.task)
+    let mut request = RunRequest::new(&args.task)
         .inputs(inputs)
         .scope(&args.project, &args.domain);
+    if let Some(url) = &args.raw_data_path {
+        request = request.raw_data_path(url);
+    }
     let outcome = host.run(&env, request).await.map_err(|e| Failure {
         code: match e {
             sluice_host::RunError::Data(_) | sluice_host::RunError::Records(_) => {

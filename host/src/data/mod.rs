@@ -1,11 +1,21 @@
-//! The data plane: the object store that holds every document and (next) every file and frame.
+//! The data plane: the object stores that hold every document, file and directory.
 //!
 //! Stores are chosen by URL: `file:///abs/dir` (the default, under the sluice home) or
 //! `memory://` (tests and benchmarks). Objects are addressed by full URIs in the records, so a
 //! record keeps pointing at the right place whatever store the host is started with later.
 
+pub mod grants;
+pub mod objects;
+pub mod session;
+mod stores;
+
 use std::path::PathBuf;
 use std::sync::Arc;
+
+pub use grants::{Access, Grants};
+pub use objects::{ObjectReader, ObjectWriter, Written};
+pub use session::{DataSession, DirBuild};
+pub use stores::{DirListing, ListedFile, Stores};
 
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
@@ -39,6 +49,18 @@ pub enum DataError {
     },
     #[error("{uri}: not an object of this store ({base})")]
     Foreign { uri: String, base: String },
+    #[error("{uri}: not granted: {reason}")]
+    NotGranted { uri: String, reason: String },
+    #[error("{uri}: missing: no object at this URI (deleted, or never written)")]
+    Missing { uri: String },
+    #[error("{uri}: not a file")]
+    NotAFile { uri: String },
+    #[error("{uri}: the writer is already finished")]
+    Closed { uri: String },
+    #[error("{uri}: {reason}")]
+    BadEntry { uri: String, reason: String },
+    #[error("{uri}: not under any store this host uses (the default store, the run's raw-data path or an allowed prefix)")]
+    Unresolved { uri: String },
     #[error("{what} {name:?}: must be 1 to {MAX_SCOPE_NAME_LEN} characters of a-z, 0-9, '-' or '_', starting with a letter or digit")]
     BadName { what: &'static str, name: String },
 }
@@ -95,6 +117,11 @@ impl AttemptPrefix {
         AttemptPrefix(format!("{project}/{domain}/{run}/{action}/{attempt}"))
     }
 
+    /// The prefix itself, under which the attempt's raw data also goes.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn inputs(&self) -> String {
         format!("{}/inputs.msgpack", self.0)
     }
@@ -112,8 +139,10 @@ pub struct DataStore {
     store: Arc<dyn ObjectStore>,
     /// The store's URL without a trailing slash; object URIs are `<base>/<path>`.
     base: String,
-    /// For a local store: its directory, for the direct small-document path.
+    /// For a local store: its directory, for direct file calls.
     local_root: Option<PathBuf>,
+    /// The same directory as a capability: paths opened through it cannot leave it.
+    local_dir: Option<Arc<cap_std::fs::Dir>>,
 }
 
 impl DataStore {
@@ -129,10 +158,13 @@ impl DataStore {
             }
             std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
             let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| fail(e.to_string()))?;
+            let cap = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+                .map_err(|e| fail(e.to_string()))?;
             return Ok(DataStore {
                 store: Arc::new(fs),
                 base: format!("file://{}", dir.trim_end_matches('/')),
                 local_root: Some(PathBuf::from(dir)),
+                local_dir: Some(Arc::new(cap)),
             });
         }
         if url == "memory://" || url == "memory:///" {
@@ -140,6 +172,7 @@ impl DataStore {
                 store: Arc::new(InMemory::new()),
                 base: "memory://".to_string(),
                 local_root: None,
+                local_dir: None,
             });
         }
         Err(fail(
@@ -151,7 +184,7 @@ impl DataStore {
         &self.base
     }
 
-    fn uri_of(&self, path: &str) -> String {
+    pub fn uri_of(&self, path: &str) -> String {
         format!("{}/{}", self.base, path)
     }
 

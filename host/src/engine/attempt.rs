@@ -11,6 +11,7 @@ use super::describe::spec_from_wit;
 use super::log::AttemptLog;
 use super::EngineError;
 use crate::bindings::{log as wit_log, types::TaskError, TaskEnvironmentPre};
+use crate::data::DataSession;
 use crate::spec::TaskSpec;
 
 /// Deadline for a component's `describe` call at load time.
@@ -72,11 +73,12 @@ impl AttemptFailure {
 }
 
 /// What one attempt did.
-#[derive(Debug)]
 pub struct AttemptReport {
     /// The outputs document the guest returned (not yet validated), or why there is none.
     pub result: Result<Vec<u8>, AttemptFailure>,
     pub log: Option<String>,
+    /// The attempt's data session, holding what it created (to check its outputs against).
+    pub data: Option<DataSession>,
     /// Making the store and instantiating.
     pub instantiate_time: Duration,
     pub call_time: Duration,
@@ -120,10 +122,14 @@ impl ResourceLimiter for Limiter {
 /// The store's data for one attempt.
 pub struct AttemptState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     limiter: Limiter,
     log: AttemptLog,
     deadline_hit: bool,
+    /// The attempt's view of the data plane; none while a component is described.
+    pub(super) data: Option<DataSession>,
+    /// Data handles (readers, writers) the guest holds open.
+    pub(super) data_handles: usize,
 }
 
 impl WasiView for AttemptState {
@@ -151,7 +157,11 @@ impl wit_log::Host for AttemptState {
 
 impl crate::bindings::types::Host for AttemptState {}
 
-fn new_store(engine: &wasmtime::Engine, limits: &AttemptLimits) -> Store<AttemptState> {
+fn new_store(
+    engine: &wasmtime::Engine,
+    limits: &AttemptLimits,
+    data: Option<DataSession>,
+) -> Store<AttemptState> {
     let log = AttemptLog::new(limits.log_bytes);
     // No preopened directories, environment, arguments or network: the guest gets only what the
     // host hands it through sluice's own interfaces.
@@ -168,6 +178,8 @@ fn new_store(engine: &wasmtime::Engine, limits: &AttemptLimits) -> Store<Attempt
         },
         log,
         deadline_hit: false,
+        data,
+        data_handles: 0,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -223,9 +235,10 @@ pub(crate) async fn run_attempt(
     limits: &AttemptLimits,
     task: &str,
     inputs: &[u8],
+    data: DataSession,
 ) -> AttemptReport {
     let started = Instant::now();
-    let mut store = new_store(engine, limits);
+    let mut store = new_store(engine, limits, Some(data));
     let instance = match pre.instantiate_async(&mut store).await {
         Ok(instance) => instance,
         Err(e) => {
@@ -236,6 +249,7 @@ pub(crate) async fn run_attempt(
             return AttemptReport {
                 result: Err(failure),
                 log: store.data().log.text(),
+                data: store.data_mut().data.take(),
                 instantiate_time: started.elapsed(),
                 call_time: Duration::ZERO,
                 teardown_time: Duration::ZERO,
@@ -258,11 +272,13 @@ pub(crate) async fn run_attempt(
         Err(e) => Err(classify(&store, limits, e)),
     };
     let log = store.data().log.text();
+    let data = store.data_mut().data.take();
     let ended = Instant::now();
     drop(store);
     AttemptReport {
         result,
         log,
+        data,
         instantiate_time: instantiated - started,
         call_time,
         teardown_time: ended.elapsed(),
@@ -280,7 +296,7 @@ pub(crate) async fn describe_component(
         source_name: source_name.to_string(),
         message,
     };
-    let mut store = new_store(engine, limits);
+    let mut store = new_store(engine, limits, None);
     let instance = pre
         .instantiate_async(&mut store)
         .await

@@ -1,9 +1,10 @@
 //! The wasmtime layer: one engine per host (pooling allocator, epoch deadlines), components
 //! precompiled once and cached on disk, one `InstancePre` per component and a fresh store per
-//! attempt. Knows nothing of SQL or object stores.
+//! attempt. Knows nothing of SQL; the guest's data calls go to the attempt's `DataSession`.
 
 mod attempt;
 mod compile;
+pub mod data_host;
 mod describe;
 pub mod log;
 
@@ -18,6 +19,7 @@ pub use attempt::{AttemptFailure, AttemptLimits, AttemptReport};
 pub use compile::{CompileSource, LoadedComponent};
 
 use crate::bindings::TaskEnvironment;
+use crate::data::DataSession;
 use attempt::AttemptState;
 
 /// How often the epoch advances. Deadlines are checked at this granularity and a running guest
@@ -166,7 +168,8 @@ impl Engine {
         limits: &AttemptLimits,
         task: &str,
         inputs: &[u8],
+        data: DataSession,
     ) -> AttemptReport {
-        attempt::run_attempt(&self.engine, &component.pre, limits, task, inputs).await
+        attempt::run_attempt(&self.engine, &component.pre, limits, task, inputs, data).await
     }
 }

@@ -48,6 +48,9 @@ pub struct RunRequest {
     pub inputs: BTreeMap<String, Value>,
     pub project: String,
     pub domain: String,
+    /// Store URL for the references this run creates (Flyte's raw-data prefix); none: the
+    /// host's default store. Inputs and outputs documents stay in the default store.
+    pub raw_data_path: Option<String>,
 }
 
 impl RunRequest {
@@ -58,6 +61,7 @@ impl RunRequest {
             inputs: BTreeMap::new(),
             project: "default".to_string(),
             domain: "development".to_string(),
+            raw_data_path: None,
         }
     }
 
@@ -68,6 +72,12 @@ impl RunRequest {
 
     pub fn inputs(mut self, inputs: BTreeMap<String, Value>) -> Self {
         self.inputs = inputs;
+        self
+    }
+
+    /// Sends the references this run creates to another store (`file:///dir`, `s3://bucket/prefix` ...).
+    pub fn raw_data_path(mut self, url: impl Into<String>) -> Self {
+        self.raw_data_path = Some(url.into());
         self
     }
 

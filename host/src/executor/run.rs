@@ -1,21 +1,26 @@
 //! One run, start to end.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
-use crate::data::{check_scope_name, AttemptPrefix, DataStore};
+use crate::data::{check_scope_name, AttemptPrefix, DataError, DataSession, DataStore, Stores};
 use crate::engine::{AttemptFailure, AttemptLimits, Engine, LoadedComponent};
 use crate::records::{now_micros, AttemptEnd, NewRun, Records};
 use crate::spec::TaskSpec;
+use crate::values::reference::{collect_refs, map_refs, RefMeta};
 use crate::values::validate::conform_document;
-use crate::values::{msgpack, Value};
+use crate::values::{msgpack, Value, ValueError};
 
 /// The parts a run uses.
 pub struct RunContext<'a> {
     pub engine: &'a Engine,
     pub records: &'a Records,
+    /// The default store: documents, and raw data unless the run names another place.
     pub store: &'a DataStore,
+    /// Every store references may live in (the default one first).
+    pub stores: &'a Arc<Stores>,
     pub limits: &'a Limits,
 }
 
@@ -137,22 +142,27 @@ pub async fn execute(
         })
         .await?;
 
+    let session = match input_failure {
+        Some(f) => Err(f),
+        None => data_session(ctx, &req, &prefix, inputs_doc).await,
+    };
     let mut timings = RunTimings::default();
     let mut log = None;
-    let result = match input_failure {
-        Some(f) => Err(f),
-        None => {
+    let result = match session {
+        Err(f) => Err(f),
+        Ok(session) => {
             let report = ctx
                 .engine
-                .run_attempt(component, &limits, &spec.name, &inputs_bytes)
+                .run_attempt(component, &limits, &spec.name, &inputs_bytes, session)
                 .await;
             timings.instantiate = report.instantiate_time;
             timings.call = report.call_time;
             timings.teardown = report.teardown_time;
             log = report.log;
-            match report.result {
-                Ok(bytes) => accept_outputs(&bytes, spec, inline_limit),
-                Err(f) => Err(from_attempt(f)),
+            match (report.result, &report.data) {
+                (Ok(bytes), Some(session)) => accept_outputs(&bytes, spec, inline_limit, session),
+                (Ok(_), None) => Err(failure("failure", "the attempt lost its data session")),
+                (Err(f), _) => Err(from_attempt(f)),
             }
         }
     };
@@ -214,6 +224,7 @@ fn accept_outputs(
     bytes: &[u8],
     spec: &TaskSpec,
     inline_limit: u64,
+    session: &DataSession,
 ) -> Result<(BTreeMap<String, Value>, Vec<u8>), RunFailure> {
     // Check the guest's own bytes first: a huge document is refused before it is decoded.
     if bytes.len() as u64 > inline_limit {
@@ -229,6 +240,57 @@ fn accept_outputs(
         msgpack::decode_document(bytes, "outputs").map_err(|e| failure("output", e.to_string()))?;
     let doc = conform_document(doc, &spec.interface.outputs, "outputs")
         .map_err(|e| failure("output", e.to_string()))?;
+    let doc = check_output_refs(doc, session).map_err(|e| failure("output", e.to_string()))?;
     let canonical = encode_within(&doc, "outputs", inline_limit)?;
     Ok((doc, canonical))
+}
+
+/// The attempt's data session: new objects under the run's raw-data prefix, and a grant for
+/// every reference in the inputs (each checked to be one this project may pass).
+async fn data_session(
+    ctx: &RunContext<'_>,
+    req: &RunRequest,
+    prefix: &AttemptPrefix,
+    inputs: &BTreeMap<String, Value>,
+) -> Result<DataSession, RunFailure> {
+    let mut stores = ctx.stores.clone();
+    let raw_store = match &req.raw_data_path {
+        None => ctx.store.clone(),
+        Some(url) => {
+            let raw = DataStore::open(url).map_err(|e| failure("input", e.to_string()))?;
+            Arc::make_mut(&mut stores).add(raw.clone());
+            raw
+        }
+    };
+    let refs = collect_refs(inputs, "inputs").map_err(|e| failure("input", e.to_string()))?;
+    let mut session = DataSession::new(stores.clone(), raw_store, prefix.as_str().to_string());
+    for (path, meta) in refs {
+        stores
+            .check_input(&meta.uri, &req.project)
+            .map_err(|e| failure("input", format!("{path}: {e}")))?;
+        session.grant(&meta);
+    }
+    Ok(session)
+}
+
+/// Refuses output references the attempt does not hold, and replaces what the guest said about
+/// an object it created by what the host measured (size, hash).
+fn check_output_refs(
+    doc: BTreeMap<String, Value>,
+    session: &DataSession,
+) -> Result<BTreeMap<String, Value>, ValueError> {
+    map_refs(doc, "outputs", &mut |path, meta: RefMeta| {
+        let invalid = |e: DataError| ValueError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        session.check(&meta.uri).map_err(invalid)?;
+        Ok(match session.created(&meta.uri) {
+            Some(known) if known.kind == meta.kind => RefMeta {
+                format: known.format.clone().or(meta.format),
+                ..known.clone()
+            },
+            _ => meta,
+        })
+    })
 }

@@ -3,8 +3,8 @@
 //! JSON has fewer kinds than the value model, so reading is guided by the declared type:
 //! `datetime` from an RFC 3339 string, `duration` from seconds or a string such as "1h30m" or
 //! "250ms", `bytes` from base64, a `float` from any number. Writing needs no type: datetimes come
-//! out as RFC 3339, durations as "1h30m0.5s", bytes as base64, references as objects with a
-//! `"$ref"` member naming their kind.
+//! out as RFC 3339, durations as "1h30m0.5s", bytes as base64, references as their URI (a file,
+//! directory or frame input is given by its URI too).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +12,11 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value as Json;
 
+use super::reference::RefMeta;
 use super::types::Param;
-use super::{msgpack, Duration, Timestamp, TypeDesc, Value, ValueError, ValuePath};
+use super::{
+    msgpack, Duration, RefKind, Reference, Timestamp, TypeDesc, Value, ValueError, ValuePath,
+};
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -121,14 +124,44 @@ pub fn from_json(json: Json, ty: &TypeDesc, path: &ValuePath) -> Result<Value, V
             }
             return Err(mismatch(&json));
         }
-        (TypeDesc::File { .. } | TypeDesc::Dir | TypeDesc::DataFrame { .. }, _) => {
-            return Err(invalid(format!(
-                "{} inputs are passed by reference, which this version of sluice does not support yet",
-                ty.kind_name()
-            )))
+        (TypeDesc::File { .. } | TypeDesc::Dir | TypeDesc::DataFrame { .. }, json) => {
+            ref_from_json(json, ty, path)?
         }
         (_, json) => return Err(mismatch(&json)),
     })
+}
+
+/// A reference from JSON: its URI as a string, or an object with `uri` and optionally `size`,
+/// `sha256` and `format` (what `sluice runs show --json` prints).
+fn ref_from_json(json: Json, ty: &TypeDesc, path: &ValuePath) -> Result<Value, ValueError> {
+    let kind = match ty {
+        TypeDesc::File { .. } => RefKind::File,
+        TypeDesc::Dir => RefKind::Dir,
+        _ => RefKind::DataFrame,
+    };
+    match json {
+        Json::String(uri) if uri.contains("://") => Ok(RefMeta::new(kind, uri).to_value()),
+        Json::String(other) => Err(ValueError::Invalid {
+            path: path.clone(),
+            message: format!(
+                "a {} is given by URI (scheme://...) or uploaded with @path, got {other:?}",
+                ty.kind_name()
+            ),
+        }),
+        Json::Object(fields) => {
+            let payload = untyped_from_json(Json::Object(fields));
+            let r = Reference {
+                kind,
+                payload: msgpack::encode(&payload),
+            };
+            Ok(RefMeta::from_reference(&r, path)?.to_value())
+        }
+        other => Err(ValueError::TypeMismatch {
+            path: path.clone(),
+            expected: ty.to_string(),
+            got: json_kind(&other).to_string(),
+        }),
+    }
 }
 
 /// Reads JSON with no declared type (for names the task does not declare, so that validation
@@ -172,16 +205,11 @@ pub fn to_json(value: &Value) -> Json {
                 .map(|(k, v)| (k.clone(), to_json(v)))
                 .collect(),
         ),
-        Value::Ref(r) => {
-            let mut obj = serde_json::Map::new();
-            obj.insert("$ref".into(), Json::String(r.kind.name().into()));
-            if let Ok(Value::Map(fields)) = msgpack::decode(&r.payload, "reference") {
-                for (k, v) in fields {
-                    obj.insert(k, to_json(&v));
-                }
-            }
-            Json::Object(obj)
-        }
+        // A reference is shown as its URI (which is also how it is given as an input).
+        Value::Ref(r) => match RefMeta::from_reference(r, &ValuePath::root("reference")) {
+            Ok(meta) => Json::String(meta.uri),
+            Err(e) => Json::String(format!("<{e}>")),
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod json;
 pub mod msgpack;
+pub mod reference;
 pub mod types;
 pub mod validate;
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::reference::RefMeta;
 use super::types::Param;
 use super::{TypeDesc, Value, ValueError, ValuePath};
 
@@ -104,14 +105,31 @@ pub fn conform(value: Value, ty: &TypeDesc, path: &ValuePath) -> Result<Value, V
             }
             Err(mismatch(&v))
         }
-        (TypeDesc::File { .. }, v @ Value::Ref(_))
-        | (TypeDesc::Dir, v @ Value::Ref(_))
-        | (TypeDesc::DataFrame { .. }, v @ Value::Ref(_)) => {
-            let want = ty.kind_name();
-            match &v {
-                Value::Ref(r) if r.kind.name() == want => Ok(v),
-                _ => Err(mismatch(&v)),
+        (TypeDesc::File { .. }, Value::Ref(r))
+        | (TypeDesc::Dir, Value::Ref(r))
+        | (TypeDesc::DataFrame { .. }, Value::Ref(r)) => {
+            if r.kind.name() != ty.kind_name() {
+                return Err(mismatch(&Value::Ref(r)));
             }
+            let meta = RefMeta::from_reference(&r, path)?;
+            let declared = match ty {
+                TypeDesc::File { format } | TypeDesc::DataFrame { format, .. } => format.as_ref(),
+                _ => None,
+            };
+            if let (Some(want), Some(got)) = (declared, &meta.format) {
+                if want != got {
+                    return Err(ValueError::Invalid {
+                        path: path.clone(),
+                        message: format!(
+                            "expected a {} in format {want:?}, got format {got:?} ({})",
+                            ty.kind_name(),
+                            meta.uri
+                        ),
+                    });
+                }
+            }
+            // Re-encoded canonically: a guest's payload may order or pad its fields differently.
+            Ok(meta.to_value())
         }
         (_, v) => Err(mismatch(&v)),
     }

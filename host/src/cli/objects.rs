@@ -1,0 +1,86 @@
+//! `sluice cat <uri>` and `sluice get <uri> <path>`: fetch what runs produced.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sluice_host::Host;
+
+use super::{exit, Failure};
+
+/// Bytes fetched per read.
+const FETCH_CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(clap::Args)]
+pub struct CatArgs {
+    /// A file URI, as `sluice run` prints it.
+    uri: String,
+}
+
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// A file or directory URI, as `sluice run` prints it.
+    uri: String,
+    /// Where to write it (a directory is recreated under this path).
+    path: PathBuf,
+}
+
+fn io_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::usage(format!("{}: {e}", path.display()))
+}
+
+/// Streams one object into `out`.
+async fn copy_object(host: &Host, uri: &str, out: &mut impl Write) -> Result<(), Failure> {
+    let mut reader = host.open_uri(uri).await?;
+    loop {
+        let chunk = reader
+            .read(FETCH_CHUNK_BYTES)
+            .await
+            .map_err(|e| Failure::from(sluice_host::HostError::Data(e)))?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        out.write_all(&chunk).map_err(|e| Failure {
+            code: exit::HOST_FAILURE,
+            message: format!("writing: {e}"),
+        })?;
+    }
+}
+
+pub async fn cat(host: &Host, args: CatArgs) -> Result<u8, Failure> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    copy_object(host, &args.uri, &mut out).await?;
+    Ok(exit::OK)
+}
+
+pub async fn get(host: &Host, args: GetArgs) -> Result<u8, Failure> {
+    // A file first; a URI with no object but files under it is a directory.
+    match host.open_uri(&args.uri).await {
+        Ok(_) => {
+            let mut file =
+                std::fs::File::create(&args.path).map_err(|e| io_failure(&args.path, e))?;
+            copy_object(host, &args.uri, &mut file).await?;
+        }
+        Err(sluice_host::HostError::Data(sluice_host::data::DataError::Missing { .. }))
+        | Err(sluice_host::HostError::Data(sluice_host::data::DataError::NotAFile { .. })) => {
+            let files = host.list_uri(&args.uri).await?;
+            if files.is_empty() {
+                return Err(Failure::usage(format!(
+                    "{}: missing: no file or directory at this URI",
+                    args.uri
+                )));
+            }
+            let base = args.uri.trim_end_matches('/');
+            for (name, _) in files {
+                let dest = args.path.join(&name);
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io_failure(parent, e))?;
+                }
+                let mut file = std::fs::File::create(&dest).map_err(|e| io_failure(&dest, e))?;
+                copy_object(host, &format!("{base}/{name}"), &mut file).await?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(exit::OK)
+}
