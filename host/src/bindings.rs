@@ -9,6 +9,8 @@ wasmtime::component::bindgen!({
         "sluice:task/data.file-reader": crate::engine::data_host::FileReaderHandle,
         "sluice:task/data.file-writer": crate::engine::data_host::FileWriterHandle,
         "sluice:task/data.dir-writer": crate::engine::data_host::DirWriterHandle,
+        "sluice:task/data.frame-reader": crate::engine::data_host::FrameReaderHandle,
+        "sluice:task/data.frame-writer": crate::engine::data_host::FrameWriterHandle,
     },
 });
 

@@ -53,6 +53,7 @@ pub struct HostBuilder {
     max_instances: Option<u32>,
     max_memory_bytes: Option<u64>,
     allowed_prefixes: Vec<String>,
+    compile_cache_dir: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -91,6 +92,13 @@ impl HostBuilder {
         self
     }
 
+    /// Where compiled components are cached (default: `compiled/` in the home). Hosts with the
+    /// same engine settings can share one.
+    pub fn compile_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.compile_cache_dir = Some(dir.into());
+        self
+    }
+
     /// Lets runs take inputs under this URL prefix (`file:///shared/data`, later `s3://bucket/x`)
     /// without copying them. Anything outside the host's stores and these prefixes is refused.
     pub fn allow_prefix(mut self, url: impl Into<String>) -> Self {
@@ -111,7 +119,10 @@ impl HostBuilder {
         };
         std::fs::create_dir_all(&home).map_err(|e| io_err(&home, e))?;
         let home = std::fs::canonicalize(&home).map_err(|e| io_err(&home, e))?;
-        let mut engine_config = EngineConfig::new(home.join("compiled"));
+        let compile_cache = self
+            .compile_cache_dir
+            .unwrap_or_else(|| home.join("compiled"));
+        let mut engine_config = EngineConfig::new(compile_cache);
         if let Some(p) = self.pooling {
             engine_config.pooling = p;
         }

@@ -123,6 +123,8 @@ impl Host {
                     size: Some(total),
                     sha256: Some(dir_hash),
                     format: None,
+                    rows: None,
+                    columns: Vec::new(),
                 })
             }
             _ => {
@@ -144,6 +146,8 @@ impl Host {
                     size: Some(size),
                     sha256: Some(sha),
                     format: format_from_name(&name),
+                    rows: None,
+                    columns: Vec::new(),
                 })
             }
         }

@@ -239,12 +239,19 @@ async fn inputs_over_the_host_inline_limit_are_refused() {
 
 #[tokio::test]
 async fn a_second_load_uses_the_compile_cache() {
-    let t = test_host().await;
-    let first = t.host.load_file(fixture("basic")).await.unwrap();
+    // Its own host with the cache in its home (test_host shares one cache across tests).
+    let home = tempfile::tempdir().unwrap();
+    let host = Host::builder()
+        .home(home.path())
+        .max_instances(4)
+        .build()
+        .await
+        .unwrap();
+    let first = host.load_file(fixture("basic")).await.unwrap();
     assert_eq!(first.compile_source, CompileSource::Compiled);
     // A new host on the same home (as a second `sluice run` would be) maps the cached code.
     let again = Host::builder()
-        .home(t.home.path())
+        .home(home.path())
         .max_instances(4)
         .build()
         .await
@@ -257,7 +264,7 @@ async fn a_second_load_uses_the_compile_cache() {
         .await
         .unwrap();
     assert_eq!(out.outputs.unwrap().get("o0"), Some(&Value::Int(2)));
-    let cached: Vec<_> = std::fs::read_dir(t.home.path().join("compiled"))
+    let cached: Vec<_> = std::fs::read_dir(home.path().join("compiled"))
         .unwrap()
         .collect();
     assert_eq!(

@@ -1,14 +1,13 @@
 //! Files and directories passed by reference: streamed through host handles, granted only to
 //! the attempts that hold them.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use sluice_host::values::reference::RefMeta;
-use sluice_host::values::{RefKind, Value, ValuePath};
+use sluice_host::values::{RefKind, Value};
 use sluice_host::{RunFailure, RunOutcome, RunRequest};
-use sluice_tests::{fixture, test_host, TestHost};
+use sluice_tests::{fixture, reference_of, run_fixture, single_output, test_host, TestHost};
 
 const PEOPLE_CSV: &str = "id,name,score\n1,ada,90\n2,bob,80\n3,cy,70\n4,di,60\n5,ed,50\n";
 
@@ -29,22 +28,11 @@ async fn upload_text(t: &TestHost, name: &str, content: &str, project: &str) -> 
 }
 
 async fn run(t: &TestHost, task: &str, inputs: Vec<(&str, Value)>) -> RunOutcome {
-    let env = t.host.load_file(fixture("files")).await.unwrap();
-    let inputs: BTreeMap<String, Value> = inputs
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    t.host
-        .run(&env, RunRequest::new(task).inputs(inputs))
-        .await
-        .unwrap()
+    run_fixture(t, "files", task, inputs).await
 }
 
 fn output(out: &RunOutcome) -> &Value {
-    match &out.outputs {
-        Ok(doc) => &doc["o0"],
-        Err(f) => panic!("run failed: {f:?}"),
-    }
+    single_output(out)
 }
 
 fn failure(out: &RunOutcome) -> &RunFailure {
@@ -52,10 +40,7 @@ fn failure(out: &RunOutcome) -> &RunFailure {
 }
 
 fn meta(value: &Value) -> RefMeta {
-    match value {
-        Value::Ref(r) => RefMeta::from_reference(r, &ValuePath::root("o0")).unwrap(),
-        other => panic!("not a reference: {other:?}"),
-    }
+    reference_of(value)
 }
 
 async fn read_uri(t: &TestHost, uri: &str) -> Vec<u8> {

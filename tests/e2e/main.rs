@@ -3,5 +3,6 @@
 mod cli;
 mod failures;
 mod files;
+mod frames;
 mod records;
 mod values;

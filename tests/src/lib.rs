@@ -76,6 +76,8 @@ pub async fn test_host() -> TestHost {
         .home(home.path())
         // Keep the pool small: many tests run at once in one process.
         .max_instances(16)
+        // Compile each fixture once per test run, not once per test (big guests take seconds).
+        .compile_cache_dir(workspace_root().join("target/test-compiled"))
         .build()
         .await
         .expect("building the host");
@@ -103,4 +105,41 @@ pub fn sluice_bin() -> &'static Path {
         run_cargo(build, "the sluice command");
         root.join("target/debug/sluice")
     })
+}
+
+/// Runs `task` of fixture `component` with the given inputs (project `default`).
+pub async fn run_fixture(
+    t: &TestHost,
+    component: &str,
+    task: &str,
+    inputs: Vec<(&str, sluice_host::Value)>,
+) -> sluice_host::RunOutcome {
+    let env = t.host.load_file(fixture(component)).await.unwrap();
+    let inputs: std::collections::BTreeMap<String, sluice_host::Value> = inputs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    t.host
+        .run(&env, sluice_host::RunRequest::new(task).inputs(inputs))
+        .await
+        .unwrap()
+}
+
+/// The single output `o0` of a run that must have succeeded.
+pub fn single_output(out: &sluice_host::RunOutcome) -> &sluice_host::Value {
+    match &out.outputs {
+        Ok(doc) => &doc["o0"],
+        Err(f) => panic!("run failed: {f:?}"),
+    }
+}
+
+/// What a reference value says (panics on anything else).
+pub fn reference_of(value: &sluice_host::Value) -> sluice_host::values::reference::RefMeta {
+    use sluice_host::values::reference::RefMeta;
+    match value {
+        sluice_host::Value::Ref(r) => {
+            RefMeta::from_reference(r, &sluice_host::values::ValuePath::root("o0")).unwrap()
+        }
+        other => panic!("not a reference: {other:?}"),
+    }
 }

@@ -55,7 +55,7 @@ formats!(
 );
 
 /// An error from the host's data plane, as an `io::Error` for the std traits.
-fn to_io(e: DataError) -> io::Error {
+pub(crate) fn to_io(e: DataError) -> io::Error {
     let (kind, text) = match e {
         DataError::NotGranted(t) => (io::ErrorKind::PermissionDenied, t),
         DataError::Missing(t) => (io::ErrorKind::NotFound, t),
@@ -65,16 +65,20 @@ fn to_io(e: DataError) -> io::Error {
     io::Error::new(kind, text)
 }
 
-/// The reference payload inside a MessagePack document (extension types 2 and 3).
+/// The reference payload inside a MessagePack document (extension types 2, 3 and 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Payload {
-    uri: String,
+pub(crate) struct Payload {
+    pub uri: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    size: Option<u64>,
+    pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
+    pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    format: Option<String>,
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<(String, String)>,
 }
 
 impl From<wit::Reference> for Payload {
@@ -84,16 +88,22 @@ impl From<wit::Reference> for Payload {
             size: r.size,
             sha256: r.sha256,
             format: r.format,
+            rows: r.rows,
+            columns: r.columns,
         }
     }
 }
 
-fn serialize_payload<S: Serializer>(s: S, code: i8, p: &Payload) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_payload<S: Serializer>(
+    s: S,
+    code: i8,
+    p: &Payload,
+) -> Result<S::Ok, S::Error> {
     let bytes = rmp_serde::to_vec_named(p).map_err(serde::ser::Error::custom)?;
     serialize_ext(s, code, &bytes)
 }
 
-fn deserialize_payload<'de, D: Deserializer<'de>>(
+pub(crate) fn deserialize_payload<'de, D: Deserializer<'de>>(
     d: D,
     code: i8,
     what: &str,
@@ -160,6 +170,8 @@ impl<F: Format> File<F> {
             size: None,
             sha256: None,
             format: F::NAME.map(str::to_string),
+            rows: None,
+            columns: Vec::new(),
         })
     }
 

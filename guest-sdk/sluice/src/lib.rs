@@ -31,6 +31,8 @@ pub mod bindings {
 
 mod error;
 mod files;
+#[cfg(feature = "dataframe")]
+mod frames;
 pub mod log;
 mod time;
 mod types;
@@ -40,9 +42,13 @@ pub use files::{
     AnyFormat, ArrowIpc, Csv, Dir, DirBuilder, File, FileReader, FileWriter, Format, Json, Parquet,
     Text,
 };
+#[cfg(feature = "dataframe")]
+pub use frames::{Batches, DataFrame, FrameRead, FrameWriter};
 pub use sluice_macros::{task, Type};
 pub use time::{Datetime, Duration};
 pub use types::{Bytes, SluiceType, TypeTable};
+#[cfg(feature = "dataframe")]
+pub use {arrow_array, arrow_schema};
 
 /// Items the macros expand to; not part of the API.
 #[doc(hidden)]

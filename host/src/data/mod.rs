@@ -4,6 +4,7 @@
 //! `memory://` (tests and benchmarks). Objects are addressed by full URIs in the records, so a
 //! record keeps pointing at the right place whatever store the host is started with later.
 
+pub mod frames;
 pub mod grants;
 pub mod objects;
 pub mod session;
@@ -59,6 +60,8 @@ pub enum DataError {
     Closed { uri: String },
     #[error("{uri}: {reason}")]
     BadEntry { uri: String, reason: String },
+    #[error("{uri}: {message}")]
+    Frame { uri: String, message: String },
     #[error("{uri}: not under any store this host uses (the default store, the run's raw-data path or an allowed prefix)")]
     Unresolved { uri: String },
     #[error("{what} {name:?}: must be 1 to {MAX_SCOPE_NAME_LEN} characters of a-z, 0-9, '-' or '_', starting with a letter or digit")]

@@ -107,6 +107,14 @@ impl ObjectReader {
         &self.uri
     }
 
+    /// The open file, for a reader of a local store.
+    pub(crate) fn into_local_file(self) -> Option<std::fs::File> {
+        match self.source {
+            ReadSource::Local(file) => Some(file),
+            ReadSource::Remote { .. } => None,
+        }
+    }
+
     /// Up to `max` bytes from the current position; empty at the end.
     pub async fn read(&mut self, max: usize) -> Result<Vec<u8>, DataError> {
         let want = max.min(self.size.saturating_sub(self.position) as usize);

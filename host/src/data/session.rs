@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use super::frames::{FrameFormat, FrameReader, FrameWriter};
 use super::grants::check_relative_name;
 use super::{Access, DataError, DataStore, Grants, ObjectReader, ObjectWriter, Stores, Written};
 use crate::values::reference::RefMeta;
@@ -38,6 +39,8 @@ pub struct DataSession {
     next_object: u32,
     /// What the host knows of each object this attempt created (size and hash it computed).
     created: HashMap<String, RefMeta>,
+    /// The references the attempt was given, as given (their format says how to read a frame).
+    given: HashMap<String, RefMeta>,
 }
 
 impl DataSession {
@@ -49,6 +52,7 @@ impl DataSession {
             raw_prefix,
             next_object: 0,
             created: HashMap::new(),
+            given: HashMap::new(),
         }
     }
 
@@ -58,6 +62,7 @@ impl DataSession {
             RefKind::Dir => self.grants.grant_dir(&meta.uri),
             _ => self.grants.grant_file(&meta.uri),
         }
+        self.given.insert(meta.uri.clone(), meta.clone());
     }
 
     /// Whether the attempt may hand `uri` on (in its outputs).
@@ -80,6 +85,57 @@ impl DataSession {
                 store.open_reader(uri, &rel, Some(&dir_rel)).await
             }
         }
+    }
+
+    /// Opens a frame the attempt holds, reading `columns` (all when none) in batches.
+    pub async fn open_frame(
+        &self,
+        uri: &str,
+        columns: Option<&[String]>,
+        batch_rows: usize,
+    ) -> Result<FrameReader, DataError> {
+        let access = self.grants.check(uri)?;
+        let (store, rel) = self.stores.resolve(uri)?;
+        let source = match access {
+            Access::Whole => store.frame_source(uri, &rel, None).await?,
+            Access::DirEntry { dir, .. } => {
+                let (_, dir_rel) = self.stores.resolve(&dir)?;
+                store.frame_source(uri, &rel, Some(&dir_rel)).await?
+            }
+        };
+        let known = self.created.get(uri).or_else(|| self.given.get(uri));
+        let format = match known.and_then(|m| m.format.clone()) {
+            Some(f) => Some(f),
+            None => crate::format_from_name(uri),
+        };
+        let format = FrameFormat::parse(format.as_deref(), uri)?;
+        FrameReader::open(uri, source, format, columns, batch_rows)
+    }
+
+    pub async fn create_frame(
+        &mut self,
+        hint: Option<&str>,
+        format: Option<&str>,
+        declared: Vec<(String, String)>,
+    ) -> Result<FrameWriter, DataError> {
+        let format = FrameFormat::parse(format, self.raw_store.base_url())?;
+        // The extension says the format to anyone reading the object without its reference.
+        let base = hint.unwrap_or("frame");
+        let hint = if base.ends_with(&format!(".{}", format.extension())) {
+            base.to_string()
+        } else {
+            format!("{base}.{}", format.extension())
+        };
+        let rel = self.new_object_rel(Some(&hint));
+        let sink = self.raw_store.create_writer(&rel).await?;
+        Ok(FrameWriter::new(sink, format, declared))
+    }
+
+    /// Records a finished frame as created (and so granted) by this attempt.
+    pub fn frame_created(&mut self, meta: RefMeta) -> RefMeta {
+        self.grants.grant_file(&meta.uri);
+        self.created.insert(meta.uri.clone(), meta.clone());
+        meta
     }
 
     /// A fresh object path in the attempt's raw-data prefix, keeping a cleaned name hint.
@@ -113,6 +169,8 @@ impl DataSession {
             size: Some(written.size),
             sha256: Some(written.sha256),
             format,
+            rows: None,
+            columns: Vec::new(),
         };
         self.grants.grant_file(&meta.uri);
         self.created.insert(meta.uri.clone(), meta.clone());
@@ -217,6 +275,8 @@ impl DataSession {
             size: Some(total),
             sha256: Some(hex::encode(listing.finalize())),
             format: None,
+            rows: None,
+            columns: Vec::new(),
         };
         self.grants.grant_dir(&meta.uri);
         self.created.insert(meta.uri.clone(), meta.clone());

@@ -4,6 +4,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
+use super::frames::FrameSource;
 use super::objects::{io_error, store_error};
 use super::{DataError, DataStore, ObjectReader, ObjectWriter};
 
@@ -53,6 +54,35 @@ impl DataStore {
             }
             None => ObjectReader::remote(uri, self.store.clone(), Path::from(rel)).await,
         }
+    }
+
+    /// A frame's bytes: the file itself on a local store, fetched whole from another store.
+    pub async fn frame_source(
+        &self,
+        uri: &str,
+        rel: &str,
+        within_dir: Option<&str>,
+    ) -> Result<FrameSource, DataError> {
+        if self.local_dir.is_some() {
+            return match self
+                .open_reader(uri, rel, within_dir)
+                .await?
+                .into_local_file()
+            {
+                Some(file) => Ok(FrameSource::Local(file)),
+                None => Err(DataError::NotAFile {
+                    uri: uri.to_string(),
+                }),
+            };
+        }
+        let got = self
+            .store
+            .get(&Path::from(rel))
+            .await
+            .map_err(|e| store_error(uri, e))?;
+        Ok(FrameSource::Fetched(
+            got.bytes().await.map_err(|e| store_error(uri, e))?,
+        ))
     }
 
     /// Starts a new object at `rel`; nothing is visible there until the writer finishes.

@@ -140,7 +140,7 @@ impl Engine {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
         // Write beside the final name and rename, so a concurrent loader never maps half a file.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = path.with_extension(format!("tmp-{}", ulid::Ulid::generate()));
         std::fs::write(&tmp, &compiled).map_err(io_err)?;
         std::fs::rename(&tmp, path).map_err(io_err)?;
         // SAFETY: as in `map_cached`; the bytes were produced just now by this engine.

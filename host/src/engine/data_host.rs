@@ -6,6 +6,7 @@ use wasmtime::component::Resource;
 
 use super::attempt::AttemptState;
 use crate::bindings::data::{self as wit, DataError as WitError, DirEntry, Reference};
+use crate::data::frames::{FrameReader, FrameWriter};
 use crate::data::session::dir_entry_done;
 use crate::data::{DataError, DataSession, DirBuild, ObjectReader, ObjectWriter};
 use crate::values::reference::RefMeta;
@@ -26,6 +27,10 @@ pub struct FileWriterHandle {
 
 pub struct DirWriterHandle(DirBuild);
 
+pub struct FrameReaderHandle(FrameReader);
+
+pub struct FrameWriterHandle(FrameWriter);
+
 type Res<T> = wasmtime::Result<Result<T, WitError>>;
 
 fn to_wit(e: DataError) -> WitError {
@@ -36,6 +41,7 @@ fn to_wit(e: DataError) -> WitError {
         DataError::NotAFile { .. }
         | DataError::Closed { .. }
         | DataError::BadEntry { .. }
+        | DataError::Frame { .. }
         | DataError::BadName { .. } => WitError::Invalid(text),
         _ => WitError::Store(text),
     }
@@ -47,6 +53,8 @@ pub fn reference_to_wit(meta: RefMeta) -> Reference {
         size: meta.size,
         sha256: meta.sha256,
         format: meta.format,
+        rows: meta.rows,
+        columns: meta.columns,
     }
 }
 
@@ -144,6 +152,44 @@ impl wit::Host for AttemptState {
                     .collect()
             })
             .map_err(to_wit))
+    }
+
+    async fn open_frame(
+        &mut self,
+        uri: String,
+        columns: Option<Vec<String>>,
+        batch_rows: u32,
+    ) -> Res<Resource<FrameReaderHandle>> {
+        let opened = match self.session() {
+            Ok(s) => s
+                .open_frame(&uri, columns.as_deref(), batch_rows as usize)
+                .await
+                .map_err(to_wit),
+            Err(e) => Err(e),
+        };
+        Ok(match opened {
+            Ok(reader) => push!(self, FrameReaderHandle(reader)),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn create_frame(
+        &mut self,
+        name: Option<String>,
+        format: Option<String>,
+        columns: Vec<(String, String)>,
+    ) -> Res<Resource<FrameWriterHandle>> {
+        let created = match self.session() {
+            Ok(s) => s
+                .create_frame(name.as_deref(), format.as_deref(), columns)
+                .await
+                .map_err(to_wit),
+            Err(e) => Err(e),
+        };
+        Ok(match created {
+            Ok(writer) => push!(self, FrameWriterHandle(writer)),
+            Err(e) => Err(e),
+        })
     }
 
     async fn create_dir(&mut self, name: Option<String>) -> Res<Resource<DirWriterHandle>> {
@@ -245,6 +291,44 @@ impl wit::HostDirWriter for AttemptState {
     }
 
     async fn drop(&mut self, this: Resource<DirWriterHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        self.data_handles -= 1;
+        Ok(())
+    }
+}
+
+impl wit::HostFrameReader for AttemptState {
+    async fn next(&mut self, this: Resource<FrameReaderHandle>) -> Res<Option<Vec<u8>>> {
+        let reader = self.table.get_mut(&this)?;
+        Ok(reader.0.next_ipc().map_err(to_wit))
+    }
+
+    async fn drop(&mut self, this: Resource<FrameReaderHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        self.data_handles -= 1;
+        Ok(())
+    }
+}
+
+impl wit::HostFrameWriter for AttemptState {
+    async fn write(&mut self, this: Resource<FrameWriterHandle>, ipc: Vec<u8>) -> Res<()> {
+        let writer = self.table.get_mut(&this)?;
+        Ok(writer.0.write_ipc(&ipc).await.map_err(to_wit))
+    }
+
+    async fn finish(&mut self, this: Resource<FrameWriterHandle>) -> Res<Reference> {
+        let writer = self.table.delete(this)?.0;
+        self.data_handles -= 1;
+        let meta = match writer.finish().await {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(to_wit(e))),
+        };
+        Ok(self
+            .session()
+            .map(|s| reference_to_wit(s.frame_created(meta))))
+    }
+
+    async fn drop(&mut self, this: Resource<FrameWriterHandle>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         self.data_handles -= 1;
         Ok(())

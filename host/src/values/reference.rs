@@ -1,7 +1,8 @@
 //! What a reference says about the object it points at.
 //!
 //! A reference travels as a MessagePack extension value (type 2 file, 3 dir, 4 dataframe) whose
-//! payload is a map: `uri` (required), `size`, `sha256` (lowercase hex), `format`. The host keeps
+//! payload is a map: `uri` (required), `size`, `sha256` (lowercase hex), `format`, and for frames
+//! `rows` and `columns` (a list of `[name, arrow type name]` pairs). The host keeps
 //! the payload canonical (sorted keys, absent fields left out) so that equal references give equal
 //! bytes, as every other value does.
 
@@ -17,6 +18,10 @@ pub struct RefMeta {
     pub size: Option<u64>,
     pub sha256: Option<String>,
     pub format: Option<String>,
+    /// Frames: number of rows, when known.
+    pub rows: Option<u64>,
+    /// Frames: (name, Arrow type name) of each column; empty when unknown.
+    pub columns: Vec<(String, String)>,
 }
 
 impl RefMeta {
@@ -27,6 +32,8 @@ impl RefMeta {
             size: None,
             sha256: None,
             format: None,
+            rows: None,
+            columns: Vec::new(),
         }
     }
 
@@ -54,6 +61,8 @@ impl RefMeta {
                 ("size", Value::Int(n)) if n >= 0 => meta.size = Some(n as u64),
                 ("sha256", Value::String(s)) if is_sha256_hex(&s) => meta.sha256 = Some(s),
                 ("format", Value::String(s)) => meta.format = Some(s),
+                ("rows", Value::Int(n)) if n >= 0 => meta.rows = Some(n as u64),
+                ("columns", Value::List(items)) => meta.columns = columns_from(items, r, path)?,
                 (_, Value::None) => {}
                 (key, value) => {
                     return Err(invalid(format!(
@@ -86,6 +95,19 @@ impl RefMeta {
         if let Some(format) = &self.format {
             fields.insert("format".to_string(), Value::String(format.clone()));
         }
+        if let Some(rows) = self.rows {
+            fields.insert("rows".to_string(), Value::Int(rows as i64));
+        }
+        if !self.columns.is_empty() {
+            let columns = self
+                .columns
+                .iter()
+                .map(|(name, ty)| {
+                    Value::List(vec![Value::String(name.clone()), Value::String(ty.clone())])
+                })
+                .collect();
+            fields.insert("columns".to_string(), Value::List(columns));
+        }
         Reference {
             kind: self.kind,
             payload: msgpack::encode(&Value::Map(fields)),
@@ -95,6 +117,62 @@ impl RefMeta {
     pub fn to_value(&self) -> Value {
         Value::Ref(self.to_reference())
     }
+}
+
+fn columns_from(
+    items: Vec<Value>,
+    r: &Reference,
+    path: &ValuePath,
+) -> Result<Vec<(String, String)>, ValueError> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::List(pair) => match <[Value; 2]>::try_from(pair) {
+                Ok([Value::String(name), Value::String(ty)]) => Ok((name, ty)),
+                _ => Err(()),
+            },
+            _ => Err(()),
+        })
+        .collect::<Result<_, ()>>()
+        .map_err(|()| ValueError::Invalid {
+            path: path.clone(),
+            message: format!(
+                "{} reference: columns must be [name, type] pairs of strings",
+                r.kind.name()
+            ),
+        })
+}
+
+/// Describes how a written schema differs from the declared columns, or none if it matches.
+pub fn schema_difference(
+    declared: &[(String, String)],
+    actual: &[(String, String)],
+) -> Option<String> {
+    if declared.is_empty() || declared == actual {
+        return None;
+    }
+    let mut problems = Vec::new();
+    for (name, ty) in declared {
+        match actual.iter().find(|(n, _)| n == name) {
+            None => problems.push(format!("column {name:?} ({ty}) is missing")),
+            Some((_, got)) if got != ty => {
+                problems.push(format!("column {name:?} is {got}, declared {ty}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, ty) in actual {
+        if !declared.iter().any(|(n, _)| n == name) {
+            problems.push(format!("column {name:?} ({ty}) is not declared"));
+        }
+    }
+    if problems.is_empty() {
+        problems.push("the columns are in another order than declared".to_string());
+    }
+    Some(format!(
+        "schema differs from the declared one: {}",
+        problems.join("; ")
+    ))
 }
 
 fn is_sha256_hex(s: &str) -> bool {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::reference::RefMeta;
+use super::reference::{schema_difference, RefMeta};
 use super::types::Param;
 use super::{TypeDesc, Value, ValueError, ValuePath};
 
@@ -126,6 +126,16 @@ pub fn conform(value: Value, ty: &TypeDesc, path: &ValuePath) -> Result<Value, V
                             meta.uri
                         ),
                     });
+                }
+            }
+            if let TypeDesc::DataFrame { columns, .. } = ty {
+                if let Some(diff) = schema_difference(columns, &meta.columns) {
+                    if !meta.columns.is_empty() {
+                        return Err(ValueError::Invalid {
+                            path: path.clone(),
+                            message: format!("{diff} ({})", meta.uri),
+                        });
+                    }
                 }
             }
             // Re-encoded canonically: a guest's payload may order or pad its fields differently.

@@ -1,0 +1,454 @@
+//! DataFrames: stored as Parquet (the default), Arrow IPC files or CSV; moved across the guest
+//! boundary as Arrow IPC stream messages, one record batch at a time.
+//!
+//! Reading pushes the guest's column choice and batch size down: Parquet decodes only the chosen
+//! columns, one row group at a time. Writing takes the guest's batches and encodes them in the
+//! frame's format as they arrive, streaming the encoded bytes to the store.
+
+use std::io::{Cursor, Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{ArrowError, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+
+use super::{DataError, ObjectWriter};
+use crate::values::reference::{schema_difference, RefMeta};
+use crate::values::RefKind;
+
+/// The format a frame is written in when none is asked for.
+pub const DEFAULT_FRAME_FORMAT: &str = "parquet";
+/// Rows read to infer a CSV frame's schema.
+const CSV_INFER_ROWS: usize = 1000;
+/// Largest batch a reader hands out, whatever the guest asks for.
+pub const MAX_BATCH_ROWS: usize = 1 << 20;
+/// Rows per Parquet row group written by the host.
+const PARQUET_ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// The formats a frame can be stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFormat {
+    Parquet,
+    ArrowIpc,
+    Csv,
+}
+
+impl FrameFormat {
+    pub fn parse(name: Option<&str>, uri: &str) -> Result<FrameFormat, DataError> {
+        match name.unwrap_or(DEFAULT_FRAME_FORMAT) {
+            "parquet" => Ok(FrameFormat::Parquet),
+            "arrow-ipc" | "arrow" | "ipc" | "feather" => Ok(FrameFormat::ArrowIpc),
+            "csv" => Ok(FrameFormat::Csv),
+            other => Err(DataError::Frame {
+                uri: uri.to_string(),
+                message: format!("unknown frame format {other:?} (parquet, arrow-ipc or csv)"),
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameFormat::Parquet => "parquet",
+            FrameFormat::ArrowIpc => "arrow-ipc",
+            FrameFormat::Csv => "csv",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            FrameFormat::Parquet => "parquet",
+            FrameFormat::ArrowIpc => "arrow",
+            FrameFormat::Csv => "csv",
+        }
+    }
+}
+
+fn frame_error(uri: &str, e: impl std::fmt::Display) -> DataError {
+    DataError::Frame {
+        uri: uri.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A frame's bytes: a local file, or an object fetched whole from a remote store.
+pub enum FrameSource {
+    Local(std::fs::File),
+    Fetched(Bytes),
+}
+
+/// The (name, type name) list of a schema, as references record it.
+pub fn schema_columns(schema: &SchemaRef) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
+}
+
+/// Root column indices for `wanted`, or an error naming the unknown column and the real ones.
+fn projection(uri: &str, schema: &SchemaRef, wanted: &[String]) -> Result<Vec<usize>, DataError> {
+    wanted
+        .iter()
+        .map(|name| {
+            schema.index_of(name).map_err(|_| DataError::Frame {
+                uri: uri.to_string(),
+                message: format!(
+                    "no column {name:?} (columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        })
+        .collect()
+}
+
+type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// A frame open for reading.
+pub struct FrameReader {
+    uri: String,
+    batches: BatchIter,
+    batch_rows: usize,
+    /// The rest of a stored batch larger than `batch_rows`.
+    carry: Option<RecordBatch>,
+}
+
+impl FrameReader {
+    pub fn open(
+        uri: &str,
+        source: FrameSource,
+        format: FrameFormat,
+        columns: Option<&[String]>,
+        batch_rows: usize,
+    ) -> Result<FrameReader, DataError> {
+        let batch_rows = batch_rows.clamp(1, MAX_BATCH_ROWS);
+        let err = |e: &dyn std::fmt::Display| frame_error(uri, e);
+        let batches: BatchIter = match (format, source) {
+            (FrameFormat::Parquet, FrameSource::Local(file)) => parquet_batches(
+                uri,
+                ParquetRecordBatchReaderBuilder::try_new(file),
+                columns,
+                batch_rows,
+            )?,
+            (FrameFormat::Parquet, FrameSource::Fetched(bytes)) => parquet_batches(
+                uri,
+                ParquetRecordBatchReaderBuilder::try_new(bytes),
+                columns,
+                batch_rows,
+            )?,
+            (FrameFormat::ArrowIpc, FrameSource::Local(file)) => ipc_batches(uri, file, columns)?,
+            (FrameFormat::ArrowIpc, FrameSource::Fetched(bytes)) => {
+                ipc_batches(uri, Cursor::new(bytes), columns)?
+            }
+            (FrameFormat::Csv, FrameSource::Local(mut file)) => {
+                let schema = csv_schema(uri, &mut file)?;
+                file.seek(SeekFrom::Start(0)).map_err(|e| err(&e))?;
+                csv_batches(uri, file, schema, columns, batch_rows)?
+            }
+            (FrameFormat::Csv, FrameSource::Fetched(bytes)) => {
+                let schema = csv_schema(uri, &mut Cursor::new(bytes.clone()))?;
+                csv_batches(uri, Cursor::new(bytes), schema, columns, batch_rows)?
+            }
+        };
+        Ok(FrameReader {
+            uri: uri.to_string(),
+            batches,
+            batch_rows,
+            carry: None,
+        })
+    }
+
+    /// The next batch (at most `batch_rows` rows), or none at the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, DataError> {
+        let batch = match self.carry.take() {
+            Some(b) => b,
+            None => match self.batches.next() {
+                Some(b) => b.map_err(|e| frame_error(&self.uri, e))?,
+                None => return Ok(None),
+            },
+        };
+        if batch.num_rows() > self.batch_rows {
+            let rest = batch.slice(self.batch_rows, batch.num_rows() - self.batch_rows);
+            self.carry = Some(rest);
+            return Ok(Some(batch.slice(0, self.batch_rows)));
+        }
+        Ok(Some(batch))
+    }
+
+    /// The next batch as an Arrow IPC stream, or none at the end.
+    pub fn next_ipc(&mut self) -> Result<Option<Vec<u8>>, DataError> {
+        match self.next_batch()? {
+            Some(batch) => encode_ipc(&batch)
+                .map(Some)
+                .map_err(|e| frame_error(&self.uri, e)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn parquet_batches<T: parquet::file::reader::ChunkReader + 'static>(
+    uri: &str,
+    builder: parquet::errors::Result<ParquetRecordBatchReaderBuilder<T>>,
+    columns: Option<&[String]>,
+    batch_rows: usize,
+) -> Result<BatchIter, DataError> {
+    let mut builder = builder.map_err(|e| frame_error(uri, e))?;
+    if let Some(wanted) = columns {
+        let indices = projection(uri, builder.schema(), wanted)?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| frame_error(uri, e))?;
+    Ok(Box::new(reader))
+}
+
+fn ipc_batches<R: std::io::Read + std::io::Seek + Send + 'static>(
+    uri: &str,
+    source: R,
+    columns: Option<&[String]>,
+) -> Result<BatchIter, DataError> {
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(source, None).map_err(|e| frame_error(uri, e))?;
+    match columns {
+        None => Ok(Box::new(reader)),
+        Some(wanted) => {
+            let indices = projection(uri, &reader.schema(), wanted)?;
+            Ok(Box::new(
+                reader.map(move |b| b.and_then(|b| b.project(&indices))),
+            ))
+        }
+    }
+}
+
+fn csv_schema<R: std::io::Read>(uri: &str, source: &mut R) -> Result<SchemaRef, DataError> {
+    let (schema, _) = arrow_csv::reader::Format::default()
+        .with_header(true)
+        .infer_schema(source, Some(CSV_INFER_ROWS))
+        .map_err(|e| frame_error(uri, e))?;
+    Ok(Arc::new(schema))
+}
+
+fn csv_batches<R: std::io::Read + Send + 'static>(
+    uri: &str,
+    source: R,
+    schema: SchemaRef,
+    columns: Option<&[String]>,
+    batch_rows: usize,
+) -> Result<BatchIter, DataError> {
+    let mut builder = arrow_csv::ReaderBuilder::new(schema.clone())
+        .with_header(true)
+        .with_batch_size(batch_rows);
+    if let Some(wanted) = columns {
+        builder = builder.with_projection(projection(uri, &schema, wanted)?);
+    }
+    let reader = builder.build(source).map_err(|e| frame_error(uri, e))?;
+    Ok(Box::new(reader))
+}
+
+/// One batch as a self-contained Arrow IPC stream.
+pub fn encode_ipc(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+/// Bytes an encoder has produced and the store has not yet taken.
+#[derive(Clone, Default)]
+struct Pending(Arc<Mutex<Vec<u8>>>);
+
+impl Pending {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
+impl Write for Pending {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("frame buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Encoder {
+    Parquet(ArrowWriter<Pending>),
+    ArrowIpc(arrow_ipc::writer::FileWriter<Pending>),
+    Csv(arrow_csv::Writer<Pending>),
+}
+
+impl Encoder {
+    fn new(format: FrameFormat, schema: &SchemaRef, out: Pending) -> Result<Encoder, String> {
+        Ok(match format {
+            FrameFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                Encoder::Parquet(
+                    ArrowWriter::try_new(out, schema.clone(), Some(props))
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            FrameFormat::ArrowIpc => Encoder::ArrowIpc(
+                arrow_ipc::writer::FileWriter::try_new(out, schema).map_err(|e| e.to_string())?,
+            ),
+            FrameFormat::Csv => Encoder::Csv(arrow_csv::Writer::new(out)),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        match self {
+            Encoder::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            Encoder::ArrowIpc(w) => w.write(batch).map_err(|e| e.to_string()),
+            Encoder::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self {
+            Encoder::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            Encoder::ArrowIpc(mut w) => w.finish().map_err(|e| e.to_string()),
+            Encoder::Csv(_) => Ok(()),
+        }
+    }
+}
+
+/// A frame being written.
+pub struct FrameWriter {
+    sink: ObjectWriter,
+    format: FrameFormat,
+    declared: Vec<(String, String)>,
+    encoder: Option<Encoder>,
+    schema: Option<SchemaRef>,
+    pending: Pending,
+    rows: u64,
+}
+
+impl FrameWriter {
+    pub fn new(sink: ObjectWriter, format: FrameFormat, declared: Vec<(String, String)>) -> Self {
+        FrameWriter {
+            sink,
+            format,
+            declared,
+            encoder: None,
+            schema: None,
+            pending: Pending::default(),
+            rows: 0,
+        }
+    }
+
+    fn fail(&self, message: impl Into<String>) -> DataError {
+        DataError::Frame {
+            uri: self.sink.uri().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Takes batches given as an Arrow IPC stream and encodes them.
+    pub async fn write_ipc(&mut self, ipc: &[u8]) -> Result<(), DataError> {
+        let reader = StreamReader::try_new(Cursor::new(ipc), None)
+            .map_err(|e| self.fail(format!("not an Arrow IPC stream: {e}")))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| self.fail(format!("bad Arrow IPC batch: {e}")))?;
+            self.write_batch(&batch)?;
+            let bytes = self.pending.take();
+            if !bytes.is_empty() {
+                self.sink.write(&bytes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
+        let schema = batch.schema();
+        match &self.schema {
+            None => {
+                let columns = schema_columns(&schema);
+                if let Some(diff) = schema_difference(&self.declared, &columns) {
+                    return Err(self.fail(diff));
+                }
+                let encoder = Encoder::new(self.format, &schema, self.pending.clone())
+                    .map_err(|e| self.fail(e))?;
+                self.encoder = Some(encoder);
+                self.schema = Some(schema.clone());
+            }
+            Some(first) if first.fields() != schema.fields() => {
+                let diff = schema_difference(&schema_columns(first), &schema_columns(&schema))
+                    .unwrap_or_else(|| "field nullability or metadata differ".to_string());
+                return Err(self.fail(format!(
+                    "a batch's schema differs from the first batch's: {diff}"
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some(encoder) = &mut self.encoder {
+            encoder.write(batch).map_err(|e| self.fail(e))?;
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Completes the frame and returns its reference (an empty frame needs declared columns).
+    pub async fn finish(mut self) -> Result<RefMeta, DataError> {
+        if self.encoder.is_none() {
+            if self.declared.is_empty() {
+                return Err(self.fail("no batch was written and no columns are declared"));
+            }
+            let fields: Vec<arrow_schema::Field> = self
+                .declared
+                .iter()
+                .map(|(name, ty)| {
+                    ty.parse::<arrow_schema::DataType>()
+                        .map(|dt| arrow_schema::Field::new(name, dt, true))
+                        .map_err(|e| self.fail(format!("column {name:?}: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+            let schema = Arc::new(arrow_schema::Schema::new(fields));
+            self.encoder = Some(
+                Encoder::new(self.format, &schema, self.pending.clone())
+                    .map_err(|e| self.fail(e))?,
+            );
+            self.schema = Some(schema);
+        }
+        if let Some(encoder) = self.encoder.take() {
+            encoder.finish().map_err(|e| self.fail(e))?;
+        }
+        let bytes = self.pending.take();
+        if !bytes.is_empty() {
+            self.sink.write(&bytes).await?;
+        }
+        let columns = self.schema.as_ref().map(schema_columns).unwrap_or_default();
+        let written = self.sink.finish().await?;
+        Ok(RefMeta {
+            kind: RefKind::DataFrame,
+            uri: written.uri,
+            size: Some(written.size),
+            sha256: Some(written.sha256),
+            format: Some(self.format.name().to_string()),
+            rows: Some(self.rows),
+            columns,
+        })
+    }
+}
