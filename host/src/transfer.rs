@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::{check_scope_name, ObjectReader};
+use crate::data::{check_scope_name, DataError, DataStore, ObjectReader};
 use crate::host::{Host, HostError};
 use crate::values::reference::RefMeta;
 use crate::values::RefKind;
@@ -171,14 +171,27 @@ impl Host {
     /// Opens any object of the host's stores for reading (the user's own access, for
     /// `sluice cat` and `sluice get`; guests go through their grants instead).
     pub async fn open_uri(&self, uri: &str) -> Result<ObjectReader, HostError> {
-        let (store, rel) = self.stores().resolve(uri)?;
+        let (store, rel) = self.store_for(uri)?;
         Ok(store.open_reader(uri, &rel, None).await?)
+    }
+
+    /// The store holding `uri`: one of the host's, or (for a run's raw-data path elsewhere)
+    /// the bucket or file system it names.
+    fn store_for(&self, uri: &str) -> Result<(DataStore, String), HostError> {
+        if let Ok((store, rel)) = self.stores().resolve(uri) {
+            return Ok((store.clone(), rel));
+        }
+        let store = DataStore::open(&DataStore::root_of(uri)?)?;
+        let rel = store.relative(uri).ok_or_else(|| DataError::Unresolved {
+            uri: uri.to_string(),
+        })?;
+        Ok((store, rel))
     }
 
     /// Lists a directory reference's files (for `sluice get` of a directory).
     pub async fn list_uri(&self, uri: &str) -> Result<Vec<(String, u64)>, HostError> {
         let uri = uri.trim_end_matches('/');
-        let (store, rel) = self.stores().resolve(uri)?;
+        let (store, rel) = self.store_for(uri)?;
         let listing = store.list_dir(uri, &rel).await?;
         Ok(listing.into_iter().map(|f| (f.name, f.size)).collect())
     }

@@ -5,4 +5,5 @@ mod failures;
 mod files;
 mod frames;
 mod records;
+mod s3;
 mod values;

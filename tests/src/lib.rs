@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use sluice_host::Host;
 
+pub mod s3;
+
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,9 +1,11 @@
 //! The data plane: the object stores that hold every document, file and directory.
 //!
-//! Stores are chosen by URL: `file:///abs/dir` (the default, under the sluice home) or
-//! `memory://` (tests and benchmarks). Objects are addressed by full URIs in the records, so a
+//! Stores are chosen by URL: `file:///abs/dir` (the default, under the sluice home),
+//! `memory://` (tests and benchmarks), `s3://bucket/prefix` (any S3-compatible endpoint),
+//! `gs://bucket/prefix` or `az://container/prefix` (credentials from the environment). Objects are addressed by full URIs in the records, so a
 //! record keeps pointing at the right place whatever store the host is started with later.
 
+mod cloud;
 pub mod frames;
 pub mod grants;
 pub mod objects;
@@ -178,9 +180,38 @@ impl DataStore {
                 local_dir: None,
             });
         }
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if matches!(scheme, "s3" | "gs" | "az") {
+                let store = cloud::open(scheme, rest).map_err(fail)?;
+                return Ok(DataStore {
+                    store,
+                    base: url.trim_end_matches('/').to_string(),
+                    local_root: None,
+                    local_dir: None,
+                });
+            }
+        }
         Err(fail(
-            "unsupported store (this version opens file:///abs/dir and memory://)".into(),
+            "unsupported store (file:///abs/dir, memory://, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix])"
+                .into(),
         ))
+    }
+
+    /// The widest store URL that holds `uri`: `s3://bucket` for a cloud object, `file:///`
+    /// for a local one.
+    pub fn root_of(uri: &str) -> Result<String, DataError> {
+        let unresolved = || DataError::Unresolved {
+            uri: uri.to_string(),
+        };
+        let (scheme, rest) = uri.split_once("://").ok_or_else(unresolved)?;
+        match scheme {
+            "file" => Ok("file:///".to_string()),
+            "s3" | "gs" | "az" => {
+                let bucket = rest.split('/').next().filter(|b| !b.is_empty());
+                Ok(format!("{scheme}://{}", bucket.ok_or_else(unresolved)?))
+            }
+            _ => Err(unresolved()),
+        }
     }
 
     pub fn base_url(&self) -> &str {
