@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::data::{DataError, DataStore, Stores};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
+use crate::executor::offload::inline_offloaded;
 use crate::executor::run::RunContext;
 use crate::executor::{execute, Limits, RunError, RunOutcome, RunRequest};
 use crate::records::{ActionRecord, AttemptRecord, Records, RecordsError, RunFilter, RunRecord};
@@ -276,11 +277,11 @@ impl Host {
         };
         let root = actions.iter().find(|a| a.parent_id.is_none());
         let inputs = match root.and_then(|a| a.inputs_uri.as_deref()) {
-            Some(uri) => Some(self.read_document(uri).await?),
+            Some(uri) => Some(self.read_document(uri, "inputs").await?),
             None => None,
         };
         let outputs = match root.and_then(|a| a.outputs_uri.as_deref()) {
-            Some(uri) => Some(self.read_document(uri).await?),
+            Some(uri) => Some(self.read_document(uri, "outputs").await?),
             None => None,
         };
         let log = match attempts.last().and_then(|a| a.log_uri.as_deref()) {
@@ -297,11 +298,20 @@ impl Host {
         }))
     }
 
-    async fn read_document(&self, uri: &str) -> Result<BTreeMap<String, Value>, HostError> {
-        let bytes = self.store.get(uri).await?;
-        msgpack::decode_document(&bytes, uri).map_err(|e| HostError::Io {
+    /// A recorded document, with its offloaded values brought back.
+    async fn read_document(
+        &self,
+        uri: &str,
+        side: &str,
+    ) -> Result<BTreeMap<String, Value>, HostError> {
+        let bad = |message: String| HostError::Io {
             path: uri.to_string(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let bytes = self.store.get(uri).await?;
+        let doc = msgpack::decode_document(&bytes, uri).map_err(|e| bad(e.to_string()))?;
+        inline_offloaded(&self.stores, doc, side, None)
+            .await
+            .map_err(|e| bad(e.to_string()))
     }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod failures;
 mod files;
 mod frames;
+mod offload;
 mod records;
 mod s3;
 mod values;

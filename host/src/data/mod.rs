@@ -261,14 +261,11 @@ impl DataStore {
             .store
             .get(&path)
             .await
-            .map_err(|source| DataError::Object {
-                uri: uri.to_string(),
-                source,
-            })?;
-        result.bytes().await.map_err(|source| DataError::Object {
-            uri: uri.to_string(),
-            source,
-        })
+            .map_err(|e| objects::store_error(uri, e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| objects::store_error(uri, e))
     }
 }
 

@@ -4,6 +4,7 @@
 //! validate and store the inputs, record the run as running, run the attempt in a fresh sandbox,
 //! validate and store the outputs, and only then record the outcome.
 
+pub mod offload;
 pub(crate) mod run;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ pub struct Limits {
     pub memory_limit_bytes: u64,
     /// Log kept per attempt: stdout, stderr and `log` calls together (1 MiB).
     pub log_limit_bytes: usize,
+    /// An input or output value whose encoding is larger than this is stored as its own object
+    /// and referenced from the document (1 MiB).
+    pub offload_threshold_bytes: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +41,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(600),
             memory_limit_bytes: 512 << 20,
             log_limit_bytes: 1 << 20,
+            offload_threshold_bytes: 1 << 20,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::offload::{inline_offloaded, offload};
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 use crate::data::{check_scope_name, AttemptPrefix, DataError, DataSession, DataStore, Stores};
 use crate::engine::{AttemptFailure, AttemptLimits, Engine, LoadedComponent};
@@ -63,13 +64,35 @@ fn attempt_limits(
     })
 }
 
+/// The bytes to store for a document whose full encoding is `full`: the same bytes when it is
+/// small, otherwise with its big values offloaded; either way checked against the inline limit.
+async fn stored_form(
+    ctx: &RunContext<'_>,
+    prefix: &AttemptPrefix,
+    side: &str,
+    doc: &BTreeMap<String, Value>,
+    full: &[u8],
+    inline_limit: u64,
+) -> Result<Result<Vec<u8>, RunFailure>, RunError> {
+    let threshold = ctx.limits.offload_threshold_bytes;
+    if full.len() as u64 <= threshold {
+        // No single value can be above the threshold when the whole document is not.
+        return Ok(within_limit(full.to_vec(), side, inline_limit));
+    }
+    let stored = offload(ctx.store, prefix, side, doc, threshold).await?;
+    Ok(encode_within(&stored, side, inline_limit))
+}
+
 /// Encodes a document and checks it against the inline limit.
 fn encode_within(
     doc: &BTreeMap<String, Value>,
     side: &str,
     limit: u64,
 ) -> Result<Vec<u8>, RunFailure> {
-    let bytes = msgpack::encode_document(doc);
+    within_limit(msgpack::encode_document(doc), side, limit)
+}
+
+fn within_limit(bytes: Vec<u8>, side: &str, limit: u64) -> Result<Vec<u8>, RunFailure> {
     if bytes.len() as u64 > limit {
         return Err(failure(
             if side == "inputs" { "input" } else { "output" },
@@ -113,21 +136,34 @@ pub async fn execute(
     let attempt = 1;
     let prefix = AttemptPrefix::new(&req.project, &req.domain, &run_id, ROOT_ACTION, attempt);
 
-    // Inputs: conform, encode, store. An invalid document is still stored (as given) when it
-    // fits, so `runs show` can display what was rejected.
-    let checked = conform_document(req.inputs.clone(), &spec.interface.inputs, "inputs")
+    // Inputs: bring back offloaded values, conform, offload big values, encode, store. An
+    // invalid document is still stored (as given) when it fits, so `runs show` can display
+    // what was rejected.
+    let given = inline_offloaded(ctx.stores, req.inputs.clone(), "inputs", Some(&req.project))
+        .await
         .map_err(|e| failure("input", e.to_string()));
+    let checked = given.and_then(|doc| {
+        conform_document(doc, &spec.interface.inputs, "inputs")
+            .map_err(|e| failure("input", e.to_string()))
+    });
     let inputs_doc = checked.as_ref().unwrap_or(&req.inputs);
-    let encoded = encode_within(inputs_doc, "inputs", inline_limit);
-    let input_failure = match (&checked, &encoded) {
+    // The guest gets every value whole; the stored document may reference offloaded ones.
+    let inputs_bytes = msgpack::encode_document(inputs_doc);
+    let stored = stored_form(
+        ctx,
+        &prefix,
+        "inputs",
+        inputs_doc,
+        &inputs_bytes,
+        inline_limit,
+    )
+    .await?;
+    let input_failure = match (&checked, &stored) {
         (Err(e), _) | (_, Err(e)) => Some(e.clone()),
         _ => None,
     };
-    let inputs_bytes = encoded.unwrap_or_else(|_| msgpack::encode_document(&BTreeMap::new()));
-    let inputs_uri = ctx
-        .store
-        .put(&prefix.inputs(), inputs_bytes.clone())
-        .await?;
+    let stored_bytes = stored.unwrap_or_else(|_| msgpack::encode_document(&BTreeMap::new()));
+    let inputs_uri = ctx.store.put(&prefix.inputs(), stored_bytes).await?;
     ctx.records
         .start_run(&NewRun {
             run_id: run_id.clone(),
@@ -160,14 +196,23 @@ pub async fn execute(
             timings.teardown = report.teardown_time;
             log = report.log;
             match (report.result, &report.data) {
-                (Ok(bytes), Some(session)) => accept_outputs(&bytes, spec, inline_limit, session),
+                (Ok(bytes), Some(session)) => accept_outputs(&bytes, spec, session),
                 (Ok(_), None) => Err(failure("failure", "the attempt lost its data session")),
                 (Err(f), _) => Err(from_attempt(f)),
             }
         }
     };
 
-    // Outputs are durable before any record says so.
+    // Outputs (and the values offloaded from them) are durable before any record says so.
+    let result = match result {
+        Ok(doc) => {
+            let full = msgpack::encode_document(&doc);
+            stored_form(ctx, &prefix, "outputs", &doc, &full, inline_limit)
+                .await?
+                .map(|bytes| (doc, bytes))
+        }
+        Err(f) => Err(f),
+    };
     let outcome = match &result {
         Ok((_, bytes)) => Ok(ctx.store.put(&prefix.outputs(), bytes.clone()).await?),
         Err(f) => Err((f.kind.clone(), f.message.clone())),
@@ -219,30 +264,18 @@ fn from_attempt(f: AttemptFailure) -> RunFailure {
     }
 }
 
-/// Decodes, validates and re-encodes (canonically) what the guest returned.
+/// Decodes and validates what the guest returned. (Its size is bounded by the guest's memory;
+/// the inline limit applies to the stored document, after offloading.)
 fn accept_outputs(
     bytes: &[u8],
     spec: &TaskSpec,
-    inline_limit: u64,
     session: &DataSession,
-) -> Result<(BTreeMap<String, Value>, Vec<u8>), RunFailure> {
-    // Check the guest's own bytes first: a huge document is refused before it is decoded.
-    if bytes.len() as u64 > inline_limit {
-        return Err(failure(
-            "output",
-            format!(
-                "outputs: document is {} bytes, above the inline limit of {inline_limit} bytes",
-                bytes.len()
-            ),
-        ));
-    }
+) -> Result<BTreeMap<String, Value>, RunFailure> {
     let doc =
         msgpack::decode_document(bytes, "outputs").map_err(|e| failure("output", e.to_string()))?;
     let doc = conform_document(doc, &spec.interface.outputs, "outputs")
         .map_err(|e| failure("output", e.to_string()))?;
-    let doc = check_output_refs(doc, session).map_err(|e| failure("output", e.to_string()))?;
-    let canonical = encode_within(&doc, "outputs", inline_limit)?;
-    Ok((doc, canonical))
+    check_output_refs(doc, session).map_err(|e| failure("output", e.to_string()))
 }
 
 /// The attempt's data session: new objects under the run's raw-data prefix, and a grant for
