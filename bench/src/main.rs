@@ -5,8 +5,11 @@
 //!
 //! `sluice-bench records [N]`: the records layer alone, on each backend (see records.rs).
 //!
+//! `sluice-bench files [MiB]` and `sluice-bench frames [rows]`: the data plane (see data.rs).
+//!
 //! Run with `scripts/bench.sh` (release build; debug figures mislead).
 
+mod data;
 mod peer;
 mod records;
 
@@ -131,8 +134,10 @@ async fn main() {
     match case.as_str() {
         "chain" => {}
         "records" => return records::run(n).await,
+        "files" => return data::files(n as u64).await,
+        "frames" => return data::frames(n).await,
         _ => {
-            eprintln!("usage: sluice-bench chain|records [N]");
+            eprintln!("usage: sluice-bench chain|records [N] | files [MiB] | frames [rows]");
             std::process::exit(2);
         }
     }

@@ -17,20 +17,17 @@ fn peer_dir() -> PathBuf {
         })
 }
 
-/// Runs the peer's chain of `n` tasks (plain mode) and reads its per-task median.
-pub fn flyte_chain(n: usize) -> PeerChain {
+/// Runs one of the peer's scripts with `args` and returns the JSON it prints, or why not.
+fn run_peer_script(args: &[&str]) -> Result<serde_json::Value, String> {
     let dir = peer_dir();
     let python = dir.join(".venv/bin/python");
     if !python.exists() {
-        return PeerChain {
-            in_memory_ms: None,
-            note: Some(format!(
-                "not measured: no venv at {} (run its setup.sh)",
-                python.display()
-            )),
-        };
+        return Err(format!(
+            "no venv at {} (run its setup.sh)",
+            python.display()
+        ));
     }
-    let out_dir = tempfile::tempdir().expect("peer output directory");
+    let out_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let home = out_dir.path().join("home");
     let tmp = out_dir.path().join("tmp");
     let _ = std::fs::create_dir_all(&home);
@@ -40,31 +37,41 @@ pub fn flyte_chain(n: usize) -> PeerChain {
         .env("PEER_OUT", out_dir.path())
         .env("HOME", &home)
         .env("TMPDIR", &tmp)
-        .args(["chain.py", "plain", &n.to_string(), "5"])
-        .output();
-    let failed = |why: String| PeerChain {
-        in_memory_ms: None,
-        note: Some(format!("not measured: {why}")),
-    };
-    let output = match output {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => {
-            return failed(
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        }
-        Err(e) => return failed(e.to_string()),
-    };
-    let json: serde_json::Value = match serde_json::from_slice(&output.stdout) {
-        Ok(j) => j,
-        Err(e) => return failed(format!("peer output is not JSON: {e}")),
-    };
-    PeerChain {
-        in_memory_ms: json["per_task_ms_median"].as_f64(),
-        note: None,
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("peer output is not JSON: {e}"))
+}
+
+/// Runs the peer's chain of `n` tasks (plain mode) and reads its per-task median.
+pub fn flyte_chain(n: usize) -> PeerChain {
+    match run_peer_script(&["chain.py", "plain", &n.to_string(), "5"]) {
+        Ok(json) => PeerChain {
+            in_memory_ms: json["per_task_ms_median"].as_f64(),
+            note: None,
+        },
+        Err(why) => PeerChain {
+            in_memory_ms: None,
+            note: Some(format!("not measured: {why}")),
+        },
+    }
+}
+
+/// The peer's DataFrame hand-off (`rows` x 4 float64, producer -> column-sum consumer):
+/// framework overhead in ms/MB with `flyte.io.DataFrame` and with `pd.DataFrame`.
+pub fn flyte_dataframe(rows: usize) -> Result<(f64, f64), String> {
+    let json = run_peer_script(&["dataframe.py", &rows.to_string(), "5"])?;
+    let fdf = json["fdf"]["framework_overhead_ms_per_MB"].as_f64();
+    let pd = json["pd"]["framework_overhead_ms_per_MB"].as_f64();
+    match (fdf, pd) {
+        (Some(fdf), Some(pd)) => Ok((fdf, pd)),
+        _ => Err(format!("unexpected peer output: {json}")),
     }
 }

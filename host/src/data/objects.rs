@@ -123,9 +123,11 @@ impl ObjectReader {
         }
         let out = match &mut self.source {
             ReadSource::Local(file) => {
-                let mut buf = vec![0u8; want];
-                let n = file.read(&mut buf).map_err(|e| io_error(&self.uri, e))?;
-                buf.truncate(n);
+                // Read into spare capacity: no zeroing of a buffer about to be overwritten.
+                let mut buf = Vec::with_capacity(want);
+                file.take(want as u64)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| io_error(&self.uri, e))?;
                 buf
             }
             ReadSource::Remote {
