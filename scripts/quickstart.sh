@@ -16,5 +16,13 @@ set -x
   --in 'order={"id":"o-9","customer":"ada","amount_cents":5000,"status":"Open"}' --in percent=10
 "$sluice" runs list --limit 5
 
+# Files by reference: upload a CSV, shuffle its rows, drop a column, print the result.
+files=target/wasm32-wasip2/release/fixture_files.wasm
+shuffled=$("$sluice" run "$files" shuffle_rows --in data=@examples/data/people.csv --in seed=7 |
+  sed -n 's/.*"o0": "\(.*\)".*/\1/p')
+dropped=$("$sluice" run "$files" drop_column --in data="$shuffled" --in column=score |
+  sed -n 's/.*"o0": "\(.*\)".*/\1/p')
+"$sluice" cat "$dropped"
+
 # The same host embedded in a Rust program, for two tenants:
 cargo run --quiet -p example-embed -- "$wasm" .sluice
