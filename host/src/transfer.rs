@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::data::frames::{describe_local, FrameFormat};
 use crate::data::{check_scope_name, DataError, DataStore, ObjectReader};
 use crate::host::{Host, HostError};
 use crate::values::reference::RefMeta;
@@ -140,14 +141,21 @@ impl Host {
                 if !self.store().exists(&rel).await? {
                     self.copy_in(path, &rel).await?;
                 }
+                let format = format_from_name(&name);
+                let (rows, columns) = match FrameFormat::parse(format.as_deref(), &rel) {
+                    Ok(frame_format) if kind == RefKind::DataFrame => {
+                        describe_local(path, frame_format)
+                    }
+                    _ => (None, Vec::new()),
+                };
                 Ok(RefMeta {
                     kind,
                     uri: self.store().uri_of(&rel),
                     size: Some(size),
                     sha256: Some(sha),
-                    format: format_from_name(&name),
-                    rows: None,
-                    columns: Vec::new(),
+                    format,
+                    rows,
+                    columns,
                 })
             }
         }

@@ -178,3 +178,21 @@ async fn a_record_field_holds_a_frame_of_the_declared_format() {
     let out = run(&t, "count_rows", vec![("item", item(output(&parquet)))]).await;
     assert_eq!(output(&out), &Value::Int(1234));
 }
+
+#[tokio::test]
+async fn an_uploaded_parquet_file_carries_its_rows_and_columns() {
+    let t = test_host().await;
+    let made = run(&t, "produce_parquet", vec![("rows", Value::Int(777))]).await;
+    let stored = frame(output(&made));
+    let local = t.home.path().join("table.parquet");
+    std::fs::copy(stored.uri.strip_prefix("file://").unwrap(), &local).unwrap();
+    let uploaded = t
+        .host
+        .upload(&local, RefKind::DataFrame, "default", "development")
+        .await
+        .unwrap();
+    assert_eq!(uploaded.format.as_deref(), Some("parquet"));
+    assert_eq!(uploaded.rows, Some(777));
+    assert_eq!(uploaded.columns, four_float_columns());
+    assert_eq!(uploaded.sha256, stored.sha256);
+}
