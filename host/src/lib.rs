@@ -14,7 +14,7 @@ pub mod spec;
 mod transfer;
 pub mod values;
 
+pub use data::frames::format_from_name;
 pub use executor::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 pub use host::{Host, HostBuilder, HostError, RunDetails, HOME_ENV};
-pub use transfer::format_from_name;
 pub use values::Value;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::frames::{describe_local, FrameFormat};
-use crate::data::{check_scope_name, DataError, DataStore, ObjectReader};
+use crate::data::frames::{describe_local, format_from_name, FrameFormat};
+use crate::data::{check_scope_name, dir_listing_hash, DataError, DataStore, ObjectReader};
 use crate::host::{Host, HostError};
 use crate::values::reference::RefMeta;
 use crate::values::RefKind;
@@ -73,15 +73,6 @@ fn local_listing(root: &Path) -> Result<Vec<(String, PathBuf)>, HostError> {
     Ok(out)
 }
 
-/// The format a file's name suggests (its extension, lower-cased), e.g. "csv".
-pub fn format_from_name(name: &str) -> Option<String> {
-    let ext = Path::new(name).extension()?.to_str()?.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "arrow" | "ipc" | "feather" => "arrow-ipc".to_string(),
-        _ => ext,
-    })
-}
-
 impl Host {
     /// Uploads a local file or directory into the default store (once per content) and returns
     /// the reference to pass as an input of a run in `project`/`domain`.
@@ -102,19 +93,21 @@ impl Host {
                     return Err(io_err(path, "not a directory (this input is a dir)"));
                 }
                 let files = local_listing(path)?;
-                let mut listing = Sha256::new();
                 let mut hashed = Vec::with_capacity(files.len());
                 let mut total = 0;
                 for (name, local) in files {
                     let (sha, size) = hash_file(&local)?;
-                    listing.update(format!("{name}\0{sha}\n").as_bytes());
                     total += size;
-                    hashed.push((name, local));
+                    hashed.push((name, local, sha));
                 }
-                let dir_hash = hex::encode(listing.finalize());
+                let dir_hash = dir_listing_hash(
+                    hashed
+                        .iter()
+                        .map(|(name, _, sha)| (name.as_str(), sha.as_str())),
+                );
                 let dir_rel = format!("{base}/{dir_hash}");
                 if !self.store().exists(&dir_rel).await? {
-                    for (name, local) in &hashed {
+                    for (name, local, _) in &hashed {
                         self.copy_in(local, &format!("{dir_rel}/{name}")).await?;
                     }
                 }

@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use sluice_host::values::reference::RefMeta;
 use sluice_host::values::{RefKind, Value};
 use sluice_host::{RunFailure, RunOutcome, RunRequest};
-use sluice_tests::{fixture, reference_of, run_fixture, single_output, test_host, TestHost};
+use sluice_tests::{
+    fixture, read_object, reference_of, run_fixture, single_output, test_host, TestHost,
+};
 
 const PEOPLE_CSV: &str = "id,name,score\n1,ada,90\n2,bob,80\n3,cy,70\n4,di,60\n5,ed,50\n";
 
@@ -44,15 +46,7 @@ fn meta(value: &Value) -> RefMeta {
 }
 
 async fn read_uri(t: &TestHost, uri: &str) -> Vec<u8> {
-    let mut reader = t.host.open_uri(uri).await.unwrap();
-    let mut out = Vec::new();
-    loop {
-        let chunk = reader.read(1 << 16).await.unwrap();
-        if chunk.is_empty() {
-            return out;
-        }
-        out.extend(chunk);
-    }
+    read_object(&t.host, uri).await
 }
 
 fn sorted_lines(text: &str) -> Vec<&str> {

@@ -4,7 +4,7 @@ use sluice_host::data::DataStore;
 use sluice_host::values::RefKind;
 use sluice_host::{Host, RunRequest};
 use sluice_tests::s3::S3Server;
-use sluice_tests::{fixture, reference_of, single_output, workspace_root};
+use sluice_tests::{fixture, read_object, reference_of, single_output, workspace_root};
 
 const CSV: &str = "id,name\n1,ada\n2,bob\n3,cy\n";
 
@@ -21,18 +21,6 @@ async fn host_with(
     .build()
     .await
     .unwrap()
-}
-
-async fn read_all(host: &Host, uri: &str) -> Vec<u8> {
-    let mut reader = host.open_uri(uri).await.unwrap();
-    let mut out = Vec::new();
-    loop {
-        let chunk = reader.read(1 << 16).await.unwrap();
-        if chunk.is_empty() {
-            return out;
-        }
-        out.extend(chunk);
-    }
 }
 
 #[tokio::test]
@@ -73,7 +61,7 @@ async fn a_host_on_an_s3_store_keeps_documents_files_and_frames_there() {
         "{}",
         made.uri
     );
-    assert_eq!(read_all(&host, &made.uri).await, b"id\n1\n2\n3\n");
+    assert_eq!(read_object(&host, &made.uri).await, b"id\n1\n2\n3\n");
     let details = host.run_details(&out.run_id).await.unwrap().unwrap();
     assert!(details.attempts[0]
         .outputs_uri
@@ -145,7 +133,7 @@ async fn raw_data_goes_to_s3_and_inputs_come_only_from_allowed_prefixes() {
         out.run_id
     );
     assert_eq!(made.uri, expected);
-    assert_eq!(read_all(&host, &made.uri).await, b"name\nada\nbob\ncy\n");
+    assert_eq!(read_object(&host, &made.uri).await, b"name\nada\nbob\ncy\n");
 
     // The same bucket outside the allowed prefix is refused.
     let out = host

@@ -145,3 +145,16 @@ pub fn reference_of(value: &sluice_host::Value) -> sluice_host::values::referenc
         other => panic!("not a reference: {other:?}"),
     }
 }
+
+/// Every byte of an object, read through the host as `sluice cat` does.
+pub async fn read_object(host: &Host, uri: &str) -> Vec<u8> {
+    let mut reader = host.open_uri(uri).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = reader.read(1 << 16).await.unwrap();
+        if chunk.is_empty() {
+            return out;
+        }
+        out.extend(chunk);
+    }
+}

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sluice_host::data::ObjectReader;
 use sluice_host::Host;
 
 use super::{exit, Failure};
@@ -28,9 +29,8 @@ fn io_failure(path: &Path, e: std::io::Error) -> Failure {
     Failure::usage(format!("{}: {e}", path.display()))
 }
 
-/// Streams one object into `out`.
-async fn copy_object(host: &Host, uri: &str, out: &mut impl Write) -> Result<(), Failure> {
-    let mut reader = host.open_uri(uri).await?;
+/// Streams an open object into `out`.
+async fn copy_object(mut reader: ObjectReader, out: &mut impl Write) -> Result<(), Failure> {
     loop {
         let chunk = reader
             .read(FETCH_CHUNK_BYTES)
@@ -49,17 +49,17 @@ async fn copy_object(host: &Host, uri: &str, out: &mut impl Write) -> Result<(),
 pub async fn cat(host: &Host, args: CatArgs) -> Result<u8, Failure> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    copy_object(host, &args.uri, &mut out).await?;
+    copy_object(host.open_uri(&args.uri).await?, &mut out).await?;
     Ok(exit::OK)
 }
 
 pub async fn get(host: &Host, args: GetArgs) -> Result<u8, Failure> {
     // A file first; a URI with no object but files under it is a directory.
     match host.open_uri(&args.uri).await {
-        Ok(_) => {
+        Ok(reader) => {
             let mut file =
                 std::fs::File::create(&args.path).map_err(|e| io_failure(&args.path, e))?;
-            copy_object(host, &args.uri, &mut file).await?;
+            copy_object(reader, &mut file).await?;
         }
         Err(sluice_host::HostError::Data(sluice_host::data::DataError::Missing { .. }))
         | Err(sluice_host::HostError::Data(sluice_host::data::DataError::NotAFile { .. })) => {
@@ -77,7 +77,8 @@ pub async fn get(host: &Host, args: GetArgs) -> Result<u8, Failure> {
                     std::fs::create_dir_all(parent).map_err(|e| io_failure(parent, e))?;
                 }
                 let mut file = std::fs::File::create(&dest).map_err(|e| io_failure(&dest, e))?;
-                copy_object(host, &format!("{base}/{name}"), &mut file).await?;
+                let reader = host.open_uri(&format!("{base}/{name}")).await?;
+                copy_object(reader, &mut file).await?;
             }
         }
         Err(e) => return Err(e.into()),

@@ -67,6 +67,18 @@ impl FrameFormat {
     }
 }
 
+/// The format a file's name suggests (its extension, lower-cased), e.g. "csv".
+pub fn format_from_name(name: &str) -> Option<String> {
+    let ext = std::path::Path::new(name)
+        .extension()?
+        .to_str()?
+        .to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "arrow" | "ipc" | "feather" => "arrow-ipc".to_string(),
+        _ => ext,
+    })
+}
+
 fn frame_error(uri: &str, e: impl std::fmt::Display) -> DataError {
     DataError::Frame {
         uri: uri.to_string(),
@@ -392,11 +404,8 @@ impl FrameWriter {
         }
     }
 
-    fn fail(&self, message: impl Into<String>) -> DataError {
-        DataError::Frame {
-            uri: self.sink.uri().to_string(),
-            message: message.into(),
-        }
+    fn fail(&self, message: impl std::fmt::Display) -> DataError {
+        frame_error(self.sink.uri(), message)
     }
 
     /// Takes batches given as an Arrow IPC stream and encodes them.

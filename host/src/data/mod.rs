@@ -94,6 +94,17 @@ fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// The hash of a directory: SHA-256 over `name \0 sha256 \n` for each file, in name order.
+/// Uploads and directories built by guests both use it, so equal trees get equal hashes.
+pub fn dir_listing_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::Digest;
+    let mut listing = sha2::Sha256::new();
+    for (name, sha256) in files {
+        listing.update(format!("{name}\0{sha256}\n").as_bytes());
+    }
+    hex::encode(listing.finalize())
+}
+
 /// Checks a project or domain name, which becomes a path segment of every object of a run.
 pub fn check_scope_name(what: &'static str, name: &str) -> Result<(), DataError> {
     let mut chars = name.chars();

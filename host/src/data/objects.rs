@@ -103,10 +103,6 @@ impl ObjectReader {
         self.size
     }
 
-    pub fn uri(&self) -> &str {
-        &self.uri
-    }
-
     /// The open file, for a reader of a local store.
     pub(crate) fn into_local_file(self) -> Option<std::fs::File> {
         match self.source {

@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
-
-use super::frames::{FrameFormat, FrameReader, FrameWriter};
+use super::frames::{format_from_name, FrameFormat, FrameReader, FrameWriter};
 use super::grants::check_relative_name;
-use super::{Access, DataError, DataStore, Grants, ObjectReader, ObjectWriter, Stores, Written};
+use super::{
+    dir_listing_hash, Access, DataError, DataStore, Grants, ObjectReader, ObjectWriter, Stores,
+    Written,
+};
 use crate::values::reference::RefMeta;
 use crate::values::RefKind;
 
@@ -75,16 +76,21 @@ impl DataSession {
         self.created.get(uri)
     }
 
-    pub async fn open_file(&self, uri: &str) -> Result<ObjectReader, DataError> {
+    /// The store of a granted `uri`, its path there, and for a directory entry the directory's
+    /// path (the entry is opened relative to it).
+    fn locate(&self, uri: &str) -> Result<(&DataStore, String, Option<String>), DataError> {
         let access = self.grants.check(uri)?;
         let (store, rel) = self.stores.resolve(uri)?;
-        match access {
-            Access::Whole => store.open_reader(uri, &rel, None).await,
-            Access::DirEntry { dir, .. } => {
-                let (_, dir_rel) = self.stores.resolve(&dir)?;
-                store.open_reader(uri, &rel, Some(&dir_rel)).await
-            }
-        }
+        let within = match access {
+            Access::Whole => None,
+            Access::DirEntry { dir, .. } => Some(self.stores.resolve(&dir)?.1),
+        };
+        Ok((store, rel, within))
+    }
+
+    pub async fn open_file(&self, uri: &str) -> Result<ObjectReader, DataError> {
+        let (store, rel, within) = self.locate(uri)?;
+        store.open_reader(uri, &rel, within.as_deref()).await
     }
 
     /// Opens a frame the attempt holds, reading `columns` (all when none) in batches.
@@ -94,19 +100,12 @@ impl DataSession {
         columns: Option<&[String]>,
         batch_rows: usize,
     ) -> Result<FrameReader, DataError> {
-        let access = self.grants.check(uri)?;
-        let (store, rel) = self.stores.resolve(uri)?;
-        let source = match access {
-            Access::Whole => store.frame_source(uri, &rel, None).await?,
-            Access::DirEntry { dir, .. } => {
-                let (_, dir_rel) = self.stores.resolve(&dir)?;
-                store.frame_source(uri, &rel, Some(&dir_rel)).await?
-            }
-        };
+        let (store, rel, within) = self.locate(uri)?;
+        let source = store.frame_source(uri, &rel, within.as_deref()).await?;
         let known = self.created.get(uri).or_else(|| self.given.get(uri));
         let format = match known.and_then(|m| m.format.clone()) {
             Some(f) => Some(f),
-            None => crate::format_from_name(uri),
+            None => format_from_name(uri),
         };
         let format = FrameFormat::parse(format.as_deref(), uri)?;
         FrameReader::open(uri, source, format, columns, batch_rows)
@@ -258,10 +257,8 @@ impl DataSession {
     /// Completes a directory: its reference carries the total size and a hash of its listing.
     pub fn finish_dir(&mut self, dir: DirBuild) -> RefMeta {
         let entries = dir.entries.lock().map(|e| e.clone()).unwrap_or_default();
-        let mut listing = Sha256::new();
         let mut total = 0;
         for (name, (size, sha)) in &entries {
-            listing.update(format!("{name}\0{sha}\n").as_bytes());
             total += size;
             let file_uri = format!("{}/{name}", dir.uri);
             let mut meta = RefMeta::new(RefKind::File, file_uri.clone());
@@ -273,7 +270,11 @@ impl DataSession {
             kind: RefKind::Dir,
             uri: dir.uri,
             size: Some(total),
-            sha256: Some(hex::encode(listing.finalize())),
+            sha256: Some(dir_listing_hash(
+                entries
+                    .iter()
+                    .map(|(n, (_, sha))| (n.as_str(), sha.as_str())),
+            )),
             format: None,
             rows: None,
             columns: Vec::new(),

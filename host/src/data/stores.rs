@@ -219,10 +219,6 @@ impl Stores {
             .push(prefix.trim_end_matches('/').to_string());
     }
 
-    pub fn allowed_prefixes(&self) -> &[String] {
-        &self.allowed_prefixes
-    }
-
     /// The store holding `uri` and the object's path inside it.
     pub fn resolve(&self, uri: &str) -> Result<(&DataStore, String), DataError> {
         self.stores
@@ -257,12 +253,6 @@ impl Stores {
             });
         }
         Ok(())
-    }
-
-    /// The store opened from exactly this URL, if any.
-    pub fn by_base(&self, base: &str) -> Option<&DataStore> {
-        let base = base.trim_end_matches('/');
-        self.stores.iter().find(|s| s.base == base)
     }
 }
 
