@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use sluice_host::records::{AttemptEnd, NewRun, Records};
+use sluice_host::records::{AfterAttempt, AttemptEnd, NewRun, Records};
 
 async fn per_run_us(url: &str, n: usize) -> f64 {
     let records = Records::connect(url).await.expect("connect");
@@ -16,25 +16,30 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
         component_digest: "d".into(),
         task: "add_one".into(),
         action_id: "a0".into(),
-        attempt: 1,
         started_at: i as i64,
         inputs_uri: format!("memory:///bench/dev/r{i:08}/a0/1/inputs.msgpack"),
+        raw_data_path: None,
+        cache_key: None,
+        cache_status: "disabled".into(),
     };
     let started = Instant::now();
     for i in 0..n {
         let new = run(i);
-        records.start_run(&new).await.expect("start");
+        records.create_run(&new, &[]).await.expect("start");
         records
-            .finish_run(&AttemptEnd {
-                run_id: new.run_id,
-                action_id: "a0".into(),
-                attempt: 1,
-                ended_at: i as i64 + 1,
-                outcome: Ok(format!("memory:///bench/dev/r{i:08}/a0/1/outputs.msgpack")),
-                log_uri: None,
-                instantiate_us: Some(1),
-                call_us: Some(1),
-            })
+            .finish_attempt(
+                &AttemptEnd {
+                    run_id: new.run_id,
+                    action_id: "a0".into(),
+                    attempt: 1,
+                    ended_at: i as i64 + 1,
+                    outcome: Ok(format!("memory:///bench/dev/r{i:08}/a0/1/outputs.msgpack")),
+                    log_uri: None,
+                    instantiate_us: Some(1),
+                    call_us: Some(1),
+                },
+                &AfterAttempt::Final { cache: None },
+            )
             .await
             .expect("finish");
     }

@@ -22,8 +22,11 @@ use crate::data::{DataError, DataStore, Stores};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
 use crate::executor::offload::inline_offloaded;
 use crate::executor::run::RunContext;
-use crate::executor::{execute, Limits, RunError, RunOutcome, RunRequest};
-use crate::records::{ActionRecord, AttemptRecord, Records, RecordsError, RunFilter, RunRecord};
+use crate::executor::{execute, resume, Limits, RunError, RunOutcome, RunRequest};
+use crate::gc::{GcError, GcReport};
+use crate::records::{
+    ActionRecord, AttemptRecord, EventRecord, Records, RecordsError, RunFilter, RunRecord,
+};
 use crate::values::{msgpack, Value};
 
 /// Environment variable naming the sluice home (default `.sluice` in the working directory).
@@ -40,6 +43,10 @@ pub enum HostError {
     Records(#[from] RecordsError),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Gc(#[from] GcError),
 }
 
 /// Builds a [`Host`]. Every setting has an embedded default: a SQLite file and a local object
@@ -165,6 +172,7 @@ pub struct RunDetails {
     pub run: RunRecord,
     pub actions: Vec<ActionRecord>,
     pub attempts: Vec<AttemptRecord>,
+    pub events: Vec<EventRecord>,
     #[serde(skip)]
     pub inputs: Option<BTreeMap<String, Value>>,
     #[serde(skip)]
@@ -233,6 +241,7 @@ impl Host {
             .register_component(
                 &component.digest,
                 source_name,
+                &component.environment,
                 component.size_bytes,
                 &component.tasks,
             )
@@ -249,20 +258,57 @@ impl Host {
         }
     }
 
+    fn context(&self) -> RunContext<'_> {
+        RunContext {
+            engine: &self.engine,
+            records: &self.records,
+            store: &self.store,
+            stores: &self.stores,
+            limits: &self.limits,
+        }
+    }
+
     /// Runs a task of a loaded component and records the run.
     pub async fn run(
         &self,
         component: &LoadedComponent,
         request: RunRequest,
     ) -> Result<RunOutcome, RunError> {
-        let ctx = RunContext {
-            engine: &self.engine,
-            records: &self.records,
-            store: &self.store,
-            stores: &self.stores,
-            limits: &self.limits,
+        execute(&self.context(), component, request).await
+    }
+
+    /// Continues a run whose host stopped before it ended (see [`resume`]), loading its
+    /// component from where it was first loaded; a run that ended is returned as recorded.
+    pub async fn resume(&self, run_id: &str) -> Result<RunOutcome, HostError> {
+        let Some((run, _, _)) = self.records.run(run_id).await? else {
+            return Err(RunError::UnknownRun(run_id.to_string()).into());
         };
-        execute(&ctx, component, request).await
+        let source = self
+            .records
+            .component_source(&run.component_digest)
+            .await?
+            .unwrap_or_default();
+        let component = self.load_file(&source).await?;
+        Ok(self.resume_with(&component, run_id).await?)
+    }
+
+    /// Continues a run with a component the caller loaded (it must be the run's own).
+    pub async fn resume_with(
+        &self,
+        component: &LoadedComponent,
+        run_id: &str,
+    ) -> Result<RunOutcome, RunError> {
+        resume(&self.context(), component, run_id).await
+    }
+
+    /// Removes the objects of runs that ended more than `older_than` ago, and the cache
+    /// entries pointing into them (see [`crate::gc`]).
+    pub async fn gc(
+        &self,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<GcReport, HostError> {
+        Ok(crate::gc::collect(&self.records, &self.store, older_than, dry_run).await?)
     }
 
     /// Runs, newest first.
@@ -276,26 +322,45 @@ impl Host {
             return Ok(None);
         };
         let root = actions.iter().find(|a| a.parent_id.is_none());
-        let inputs = match root.and_then(|a| a.inputs_uri.as_deref()) {
-            Some(uri) => Some(self.read_document(uri, "inputs").await?),
-            None => None,
-        };
-        let outputs = match root.and_then(|a| a.outputs_uri.as_deref()) {
-            Some(uri) => Some(self.read_document(uri, "outputs").await?),
-            None => None,
-        };
+        // Documents that gc removed (or that a cache hit points at and gc removed since) are
+        // shown as absent rather than failing the whole view.
+        let inputs = self
+            .read_if_present(root.and_then(|a| a.inputs_uri.as_deref()), "inputs")
+            .await?;
+        let outputs = self
+            .read_if_present(root.and_then(|a| a.outputs_uri.as_deref()), "outputs")
+            .await?;
         let log = match attempts.last().and_then(|a| a.log_uri.as_deref()) {
-            Some(uri) => Some(String::from_utf8_lossy(&self.store.get(uri).await?).into_owned()),
+            Some(uri) => match self.store.get(uri).await {
+                Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(DataError::Missing { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
+        let events = self.records.events(run_id).await?;
         Ok(Some(RunDetails {
             run,
             actions,
             attempts,
+            events,
             inputs,
             outputs,
             log,
         }))
+    }
+
+    async fn read_if_present(
+        &self,
+        uri: Option<&str>,
+        side: &str,
+    ) -> Result<Option<BTreeMap<String, Value>>, HostError> {
+        let Some(uri) = uri else { return Ok(None) };
+        match self.read_document(uri, side).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(HostError::Data(DataError::Missing { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A recorded document, with its offloaded values brought back.

@@ -8,9 +8,11 @@ pub mod bindings;
 pub mod data;
 pub mod engine;
 pub mod executor;
+pub mod gc;
 mod host;
 pub mod records;
 pub mod spec;
+pub mod traces;
 mod transfer;
 pub mod values;
 

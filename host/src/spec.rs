@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::values::Interface;
 
-/// How a task's results may be reused (issue 4 implements lookups; the policy is recorded now).
+/// How a task's results may be reused (see `executor::cache`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "version", rename_all = "lowercase")]
 pub enum CacheVersion {
@@ -24,6 +24,22 @@ pub struct CachePolicy {
     pub ignored_inputs: Vec<String>,
     #[serde(default)]
     pub serialize: bool,
+    /// Entries older than this are not reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_ms: Option<u64>,
+    #[serde(default)]
+    pub scope: CacheScope,
+}
+
+/// Which runs share a task's cache entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheScope {
+    /// Runs of the same project and domain.
+    #[default]
+    ProjectDomain,
+    /// Every run recorded in the same database.
+    Global,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,18 +1,6 @@
 //! The `sluice` command as a user runs it: output, exit codes, records across processes.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use sluice_tests::{example_orders, fixture, sluice_bin, workspace_root};
-
-fn sluice(home: &Path, args: &[&str]) -> Output {
-    Command::new(sluice_bin())
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .expect("running sluice")
-}
+use sluice_tests::{example_orders, fixture, sluice, workspace_root};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -52,7 +40,12 @@ fn run_prints_outputs_and_records_the_run() {
     let shown = text(&show.stdout);
     assert!(shown.contains("phase    succeeded"), "{shown}");
     assert!(shown.contains("\"total_cents\": 5550"), "{shown}");
-    assert!(shown.contains("attempt  a0/1 succeeded"), "{shown}");
+    // The action tree: the root action, its attempt, and its events.
+    assert!(shown.contains("actions\n  a0 "), "{shown}");
+    assert!(shown.contains("    attempt 1 succeeded"), "{shown}");
+    for event in ["created", "started", "succeeded"] {
+        assert!(shown.contains(&format!(" {event} ")), "{event}: {shown}");
+    }
 }
 
 #[test]

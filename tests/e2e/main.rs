@@ -1,6 +1,8 @@
 //! End-to-end tests: fixture components run through the host, outcomes read back from records.
 
 mod cli;
+mod crash;
+mod durable;
 mod failures;
 mod files;
 mod frames;

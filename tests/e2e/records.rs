@@ -1,18 +1,18 @@
 //! The records layer on both of its backends: rusqlite (the embedded default) and sqlx (the
 //! path PostgreSQL takes), run through the same statements on a real SQLite file.
 
-use sluice_host::records::{AttemptEnd, NewRun, Records, RunFilter};
+use sluice_host::records::{AfterAttempt, AttemptEnd, NewRun, Records, RunFilter};
 
 async fn exercise(url: &str) {
     let records = Records::connect(url).await.unwrap();
     // Connecting again finds the schema already migrated.
     let records_again = Records::connect(url).await.unwrap();
     records
-        .register_component("d1", "x.wasm", 10, &[])
+        .register_component("d1", "x.wasm", "env", 10, &[])
         .await
         .unwrap();
     records_again
-        .register_component("d1", "x.wasm", 10, &[])
+        .register_component("d1", "x.wasm", "env", 10, &[])
         .await
         .unwrap();
     for (i, project) in ["alpha", "beta", "alpha"].iter().enumerate() {
@@ -23,27 +23,32 @@ async fn exercise(url: &str) {
             component_digest: "d1".into(),
             task: "t".into(),
             action_id: "a0".into(),
-            attempt: 1,
             started_at: 1000 + i as i64,
             inputs_uri: format!("memory:///{i}/inputs.msgpack"),
+            raw_data_path: None,
+            cache_key: None,
+            cache_status: "disabled".into(),
         };
-        records.start_run(&run).await.unwrap();
+        records.create_run(&run, &[]).await.unwrap();
         let outcome = if i == 1 {
             Err(("user".to_string(), "bad".to_string()))
         } else {
             Ok(format!("memory:///{i}/outputs.msgpack"))
         };
         records
-            .finish_run(&AttemptEnd {
-                run_id: run.run_id.clone(),
-                action_id: "a0".into(),
-                attempt: 1,
-                ended_at: 2000,
-                outcome,
-                log_uri: None,
-                instantiate_us: Some(5),
-                call_us: Some(7),
-            })
+            .finish_attempt(
+                &AttemptEnd {
+                    run_id: run.run_id.clone(),
+                    action_id: "a0".into(),
+                    attempt: 1,
+                    ended_at: 2000,
+                    outcome,
+                    log_uri: None,
+                    instantiate_us: Some(5),
+                    call_us: Some(7),
+                },
+                &AfterAttempt::Final { cache: None },
+            )
             .await
             .unwrap();
     }
@@ -89,11 +94,13 @@ async fn exercise(url: &str) {
         component_digest: "d1".into(),
         task: "t".into(),
         action_id: "a0".into(),
-        attempt: 1,
         started_at: 5,
         inputs_uri: "memory:///x".into(),
+        raw_data_path: None,
+        cache_key: None,
+        cache_status: "disabled".into(),
     };
-    assert!(records.start_run(&dup).await.is_err(), "{url}");
+    assert!(records.create_run(&dup, &[]).await.is_err(), "{url}");
     let (run, _, _) = records.run("r0").await.unwrap().unwrap();
     assert_eq!(run.phase, "succeeded", "{url}");
 }

@@ -109,6 +109,16 @@ pub fn sluice_bin() -> &'static Path {
     })
 }
 
+/// Runs the `sluice` command on `home` and waits for it.
+pub fn sluice(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(sluice_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .expect("running sluice")
+}
+
 /// Runs `task` of fixture `component` with the given inputs (project `default`).
 pub async fn run_fixture(
     t: &TestHost,

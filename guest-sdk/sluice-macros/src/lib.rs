@@ -8,7 +8,8 @@ use proc_macro::TokenStream;
 /// Turns a plain function into a sluice task. See the `sluice` crate documentation.
 ///
 /// Settings: `name = "..."`, `cache = "disable" | "auto" | "<version>"`,
-/// `ignored_inputs = "a,b"`, `serialize = true`, `retries = N`, `backoff_ms = N`,
+/// `ignored_inputs = "a,b"`, `serialize = true`, `cache_max_age = "30d"` (ms, s, m, h, d),
+/// `cache_scope = "project" | "global"`, `retries = N`, `backoff_ms = N`,
 /// `timeout_ms = N`, `inline_limit = BYTES`, `memory_limit = BYTES`.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -11,6 +11,8 @@ struct Settings {
     cache: Option<String>,
     ignored_inputs: Vec<String>,
     serialize: bool,
+    cache_max_age_ms: Option<u64>,
+    cache_global: bool,
     retries: u32,
     backoff_ms: u64,
     timeout_ms: Option<u64>,
@@ -38,6 +40,28 @@ fn parse_settings(attr: TokenStream) -> syn::Result<Settings> {
                     .collect();
             }
             "serialize" => s.serialize = meta.value()?.parse::<LitBool>()?.value,
+            "cache_max_age" => {
+                let text = meta.value()?.parse::<LitStr>()?;
+                s.cache_max_age_ms = Some(parse_age_ms(&text.value()).ok_or_else(|| {
+                    syn::Error::new(
+                        text.span(),
+                        "cache_max_age: expected a number and a unit: ms, s, m, h or d (\"30d\")",
+                    )
+                })?);
+            }
+            "cache_scope" => {
+                let text = meta.value()?.parse::<LitStr>()?;
+                s.cache_global = match text.value().as_str() {
+                    "global" => true,
+                    "project" | "project-domain" => false,
+                    _ => {
+                        return Err(syn::Error::new(
+                            text.span(),
+                            "cache_scope: expected \"project\" or \"global\"",
+                        ))
+                    }
+                };
+            }
             "retries" => s.retries = meta.value()?.parse::<LitInt>()?.base10_parse()?,
             "backoff_ms" => s.backoff_ms = meta.value()?.parse::<LitInt>()?.base10_parse()?,
             "timeout_ms" => s.timeout_ms = Some(meta.value()?.parse::<LitInt>()?.base10_parse()?),
@@ -50,7 +74,7 @@ fn parse_settings(attr: TokenStream) -> syn::Result<Settings> {
             _ => {
                 return Err(meta.error(
                     "unknown sluice::task setting (known: name, cache, ignored_inputs, \
-                     serialize, retries, backoff_ms, timeout_ms, inline_limit, memory_limit)",
+                     serialize, cache_max_age, cache_scope, retries, backoff_ms, timeout_ms, inline_limit, memory_limit)",
                 ))
             }
         }
@@ -58,6 +82,23 @@ fn parse_settings(attr: TokenStream) -> syn::Result<Settings> {
     });
     syn::parse::Parser::parse2(parser, attr)?;
     Ok(s)
+}
+
+/// `"90s"`, `"30d"`, ... as milliseconds.
+fn parse_age_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(unit_ms)
 }
 
 fn doc_of(item: &ItemFn) -> Option<String> {
@@ -193,6 +234,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         }
     }
     let serialize = settings.serialize;
+    let cache_max_age = option_u64(settings.cache_max_age_ms);
+    let cache_scope = if settings.cache_global {
+        quote! { ::sluice::__private::CacheScope::Global }
+    } else {
+        quote! { ::sluice::__private::CacheScope::ProjectDomain }
+    };
     let retries = settings.retries;
     let backoff_ms = settings.backoff_ms;
     let timeout_ms = option_u64(settings.timeout_ms);
@@ -256,6 +303,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                             version: #cache_version,
                             ignored_inputs: ::std::vec![#(::std::string::String::from(#ignored)),*],
                             serialize: #serialize,
+                            max_age_ms: #cache_max_age,
+                            scope: #cache_scope,
                         },
                         retry: ::sluice::__private::RetryPolicy {
                             retries: #retries,

@@ -35,6 +35,7 @@ mod files;
 mod frames;
 pub mod log;
 mod time;
+mod trace;
 mod types;
 
 pub use error::{Error, Result};
@@ -46,6 +47,7 @@ pub use files::{
 pub use frames::{Batches, DataFrame, FrameRead, FrameWriter};
 pub use sluice_macros::{task, Type};
 pub use time::{Datetime, Duration};
+pub use trace::{attempt, trace, trace_iter, try_trace, Traced};
 pub use types::{Bytes, SluiceType, TypeTable};
 #[cfg(feature = "dataframe")]
 pub use {arrow_array, arrow_schema};
@@ -55,7 +57,7 @@ pub use {arrow_array, arrow_schema};
 pub mod __private {
     pub use crate::bindings::exports::sluice::task::environment::Guest;
     pub use crate::bindings::sluice::task::types::{
-        CachePolicy, CacheVersion, Param, RetryPolicy, TaskError, TaskSpec, UserError,
+        CachePolicy, CacheScope, CacheVersion, Param, RetryPolicy, TaskError, TaskSpec, UserError,
     };
     pub use rmp_serde;
     pub use serde;
@@ -99,14 +101,25 @@ pub mod __private {
 }
 
 /// Exports the environment: the listed `#[sluice::task]` functions, described and runnable.
-/// Use it once per component.
+/// Use it once per component. The environment is named after the crate (`CARGO_PKG_NAME`), or
+/// `export_environment!(name = "etl"; clean, join)`; tasks are known as `<environment>.<task>`.
 #[macro_export]
 macro_rules! export_environment {
+    (name = $name:literal; $($($task:ident)::+),+ $(,)?) => {
+        $crate::export_environment!(@with_name $name; $($($task)::+),+);
+    };
     ($($($task:ident)::+),+ $(,)?) => {
+        $crate::export_environment!(@with_name ::std::env!("CARGO_PKG_NAME"); $($($task)::+),+);
+    };
+    (@with_name $name:expr; $($($task:ident)::+),+) => {
         #[doc(hidden)]
         struct __SluiceEnvironment;
 
         impl $crate::__private::Guest for __SluiceEnvironment {
+            fn name() -> ::std::string::String {
+                ::std::string::String::from($name)
+            }
+
             fn describe() -> ::std::vec::Vec<$crate::__private::TaskSpec> {
                 ::std::vec![$(<$($task)::+::Task as $crate::__private::TaskDef>::spec()),+]
             }

@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch. Every command is a few calls into [`sluice_host::Host`].
 
+mod cache;
 mod describe;
+mod gc;
 mod objects;
 mod run;
 mod runs;
@@ -61,6 +63,11 @@ enum Command {
     Cat(objects::CatArgs),
     /// Download a file or directory a run produced (by its URI) to a local path.
     Get(objects::GetArgs),
+    /// List or clear cache entries.
+    #[command(subcommand)]
+    Cache(cache::Command),
+    /// Remove the objects of old finished runs and the cache entries pointing at them.
+    Gc(gc::Args),
 }
 
 /// An error for the user, with the exit code it should end the process with.
@@ -133,6 +140,8 @@ pub fn main() -> ExitCode {
             Command::Runs(cmd) => runs::run(&host, cmd).await,
             Command::Cat(args) => objects::cat(&host, args).await,
             Command::Get(args) => objects::get(&host, args).await,
+            Command::Cache(cmd) => cache::run(&host, cmd).await,
+            Command::Gc(args) => gc::run(&host, args).await,
         }
     });
     match result {

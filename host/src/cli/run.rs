@@ -17,9 +17,17 @@ use super::{exit, runs, Failure};
 #[derive(clap::Args)]
 pub struct Args {
     /// The component file.
-    component: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    component: Option<PathBuf>,
     /// The task to run.
-    task: String,
+    #[arg(required_unless_present = "resume")]
+    task: Option<String>,
+    /// Continue a run whose host stopped before it ended (nothing that succeeded runs again).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["inputs", "inputs_file"])]
+    resume: Option<String>,
+    /// Run even when the cache holds an entry for these inputs, and replace the entry.
+    #[arg(long)]
+    overwrite_cache: bool,
     /// An input as name=JSON (a value that is not JSON is taken as a string: --in name=Ada).
     #[arg(long = "in", value_name = "NAME=JSON")]
     inputs: Vec<String>,
@@ -106,28 +114,8 @@ async fn upload_local_inputs(
     Ok(given)
 }
 
-pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
-    let given = read_inputs(&args)?;
-    let env = host.load_file(&args.component).await?;
-    let Some(spec) = env.task(&args.task) else {
-        let known: Vec<&str> = env.tasks.iter().map(|t| t.name.as_str()).collect();
-        return Err(Failure::usage(format!(
-            "no task named {:?} in {} (it has: {})",
-            args.task,
-            args.component.display(),
-            known.join(", ")
-        )));
-    };
-    let given = upload_local_inputs(host, given, &spec.interface.inputs, &args).await?;
-    let inputs = document_from_json(given, &spec.interface.inputs, "inputs")
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let mut request = RunRequest::new(&args.task)
-        .inputs(inputs)
-        .scope(&args.project, &args.domain);
-    if let Some(url) = &args.raw_data_path {
-        request = request.raw_data_path(url);
-    }
-    let outcome = host.run(&env, request).await.map_err(|e| Failure {
+fn run_error(e: sluice_host::RunError) -> Failure {
+    Failure {
         code: match e {
             sluice_host::RunError::Data(_) | sluice_host::RunError::Records(_) => {
                 exit::HOST_FAILURE
@@ -135,7 +123,51 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
             _ => exit::USAGE,
         },
         message: e.to_string(),
-    })?;
+    }
+}
+
+pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
+    if let Some(run_id) = &args.resume {
+        let outcome = match &args.component {
+            Some(path) => {
+                let env = host.load_file(path).await?;
+                host.resume_with(&env, run_id).await.map_err(run_error)?
+            }
+            None => host.resume(run_id).await?,
+        };
+        return report(host, &args, outcome).await;
+    }
+    let (Some(component), Some(task)) = (&args.component, &args.task) else {
+        return Err(Failure::usage(
+            "give a component and a task, or --resume RUN",
+        ));
+    };
+    let given = read_inputs(&args)?;
+    let env = host.load_file(component).await?;
+    let Some(spec) = env.task(task) else {
+        let known: Vec<&str> = env.tasks.iter().map(|t| t.name.as_str()).collect();
+        return Err(Failure::usage(format!(
+            "no task named {task:?} in {} (it has: {})",
+            component.display(),
+            known.join(", ")
+        )));
+    };
+    let given = upload_local_inputs(host, given, &spec.interface.inputs, &args).await?;
+    let inputs = document_from_json(given, &spec.interface.inputs, "inputs")
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut request = RunRequest::new(task)
+        .inputs(inputs)
+        .scope(&args.project, &args.domain)
+        .overwrite_cache(args.overwrite_cache);
+    if let Some(url) = &args.raw_data_path {
+        request = request.raw_data_path(url);
+    }
+    let outcome = host.run(&env, request).await.map_err(run_error)?;
+    report(host, &args, outcome).await
+}
+
+/// Prints a run's outputs (or its whole record) and picks the exit code.
+async fn report(host: &Host, args: &Args, outcome: sluice_host::RunOutcome) -> Result<u8, Failure> {
     if args.json {
         runs::print_run_json(host, &outcome.run_id).await?;
     }

@@ -105,26 +105,65 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
             };
             println!("inputs   {}", pretty(&d.inputs));
             println!("outputs  {}", pretty(&d.outputs));
-            for a in &d.attempts {
-                let took = a
-                    .ended_at
-                    .map(|e| human_duration(e - a.started_at))
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "attempt  {}/{} {} in {} (instantiate {}, call {})",
-                    a.action_id,
-                    a.attempt,
-                    a.phase,
-                    took,
-                    a.instantiate_us.map(human_duration).unwrap_or_default(),
-                    a.call_us.map(human_duration).unwrap_or_default(),
-                );
+            if r.purged_at.is_some() {
+                println!("purged   its objects were removed by `sluice gc`");
             }
+            println!("actions");
+            print_tree(&d, None, 1);
             if let Some(log) = &d.log {
                 println!("log:\n{}", log.trim_end());
             }
             Ok(exit::OK)
         }
+    }
+}
+
+/// Prints the actions under `parent` (the root when none), each with its attempts and events.
+fn print_tree(d: &sluice_host::RunDetails, parent: Option<&str>, depth: usize) {
+    let indent = "  ".repeat(depth);
+    for action in d
+        .actions
+        .iter()
+        .filter(|a| a.parent_id.as_deref() == parent)
+    {
+        let took = action
+            .ended_at
+            .map(|e| human_duration(e - action.started_at))
+            .unwrap_or_else(|| "-".into());
+        let cache = match action.cache_status.as_deref() {
+            None | Some("disabled") => String::new(),
+            Some(status) => format!(", cache {status}"),
+        };
+        println!(
+            "{indent}{} {} {} in {took}{cache}",
+            action.id, action.task, action.phase
+        );
+        for a in d.attempts.iter().filter(|a| a.action_id == action.id) {
+            let took = a
+                .ended_at
+                .map(|e| human_duration(e - a.started_at))
+                .unwrap_or_else(|| "-".into());
+            let error = match (&a.error_kind, &a.error_text) {
+                (Some(kind), Some(text)) => format!(": ({kind}) {text}"),
+                _ => String::new(),
+            };
+            println!(
+                "{indent}  attempt {} {} in {took} (instantiate {}, call {}){error}",
+                a.attempt,
+                a.phase,
+                a.instantiate_us.map(human_duration).unwrap_or_default(),
+                a.call_us.map(human_duration).unwrap_or_default(),
+            );
+        }
+        for e in d.events.iter().filter(|e| e.action_id == action.id) {
+            println!(
+                "{indent}  {} {:<16} {}",
+                human_time(e.at),
+                e.kind,
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
+        print_tree(d, Some(&action.id), depth + 1);
     }
 }
 

@@ -157,6 +157,57 @@ impl DataStore {
     }
 }
 
+/// What sits under a prefix (for gc).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixUsage {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+impl DataStore {
+    /// Counts the objects under `rel/` and their bytes.
+    pub async fn usage(&self, rel: &str) -> Result<PrefixUsage, DataError> {
+        let uri = self.uri_of(rel);
+        let prefix = Path::from(rel);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut usage = PrefixUsage::default();
+        while let Some(meta) = listing.try_next().await.map_err(|e| store_error(&uri, e))? {
+            usage.objects += 1;
+            usage.bytes += meta.size;
+        }
+        Ok(usage)
+    }
+
+    /// Removes every object under `rel/` (and, in a local store, the directories that held
+    /// them); returns what was there.
+    pub async fn delete_prefix(&self, rel: &str) -> Result<PrefixUsage, DataError> {
+        let usage = self.usage(rel).await?;
+        let uri = self.uri_of(rel);
+        if let Some(root) = &self.local_dir {
+            return match root.remove_dir_all(rel) {
+                Ok(()) => Ok(usage),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(usage),
+                Err(e) => Err(io_error(&uri, e)),
+            };
+        }
+        let prefix = Path::from(rel);
+        let paths: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| store_error(&uri, e))?;
+        for path in paths {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(&uri, e)),
+            }
+        }
+        Ok(usage)
+    }
+}
+
 fn walk_local(
     uri: &str,
     dir: &cap_std::fs::Dir,

@@ -7,12 +7,13 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::describe::spec_from_wit;
+use super::describe::{check_name, spec_from_wit};
 use super::log::AttemptLog;
 use super::EngineError;
 use crate::bindings::{log as wit_log, types::TaskError, TaskEnvironmentPre};
 use crate::data::DataSession;
 use crate::spec::TaskSpec;
+use crate::traces::TraceSession;
 
 /// Deadline for a component's `describe` call at load time.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,6 +131,15 @@ pub struct AttemptState {
     pub(super) data: Option<DataSession>,
     /// Data handles (readers, writers) the guest holds open.
     pub(super) data_handles: usize,
+    /// The action's checkpoints; none while a component is described.
+    pub(super) trace: Option<TraceSession>,
+}
+
+impl AttemptState {
+    /// Adds a line from the host itself to the attempt's log.
+    pub(super) fn log_host_message(&mut self, message: &str) {
+        self.log.append(format!("[HOST] {message}\n").as_bytes());
+    }
 }
 
 impl WasiView for AttemptState {
@@ -161,6 +171,7 @@ fn new_store(
     engine: &wasmtime::Engine,
     limits: &AttemptLimits,
     data: Option<DataSession>,
+    trace: Option<TraceSession>,
 ) -> Store<AttemptState> {
     let log = AttemptLog::new(limits.log_bytes);
     // No preopened directories, environment, arguments or network: the guest gets only what the
@@ -180,6 +191,7 @@ fn new_store(
         deadline_hit: false,
         data,
         data_handles: 0,
+        trace,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -236,9 +248,10 @@ pub(crate) async fn run_attempt(
     task: &str,
     inputs: &[u8],
     data: DataSession,
+    trace: TraceSession,
 ) -> AttemptReport {
     let started = Instant::now();
-    let mut store = new_store(engine, limits, Some(data));
+    let mut store = new_store(engine, limits, Some(data), Some(trace));
     let instance = match pre.instantiate_async(&mut store).await {
         Ok(instance) => instance,
         Err(e) => {
@@ -291,16 +304,22 @@ pub(crate) async fn describe_component(
     pre: &TaskEnvironmentPre<AttemptState>,
     limits: &AttemptLimits,
     source_name: &str,
-) -> Result<Vec<TaskSpec>, EngineError> {
+) -> Result<(String, Vec<TaskSpec>), EngineError> {
     let fail = |message: String| EngineError::Describe {
         source_name: source_name.to_string(),
         message,
     };
-    let mut store = new_store(engine, limits, None);
+    let mut store = new_store(engine, limits, None, None);
     let instance = pre
         .instantiate_async(&mut store)
         .await
         .map_err(|e| fail(classify(&store, limits, e).to_string()))?;
+    let environment = instance
+        .sluice_task_environment()
+        .call_name(&mut store)
+        .await
+        .map_err(|e| fail(classify(&store, limits, e).to_string()))?;
+    check_name(&environment, "environment").map_err(|e| fail(e.to_string()))?;
     let specs = instance
         .sluice_task_environment()
         .call_describe(&mut store)
@@ -317,5 +336,5 @@ pub(crate) async fn describe_component(
         }
         tasks.push(converted);
     }
-    Ok(tasks)
+    Ok((environment, tasks))
 }

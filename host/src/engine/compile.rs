@@ -32,6 +32,8 @@ pub struct LoadedComponent {
     pub digest: String,
     /// Where it was loaded from (a path, or a name the embedder gave).
     pub source_name: String,
+    /// The environment's own name; its tasks are known as `<environment>.<task>`.
+    pub environment: String,
     pub size_bytes: u64,
     pub compile_source: CompileSource,
     pub tasks: Vec<TaskSpec>,
@@ -41,6 +43,11 @@ pub struct LoadedComponent {
 impl LoadedComponent {
     pub fn task(&self, name: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// `<environment>.<task>`, the name cache keys use.
+    pub fn qualified_name(&self, task: &str) -> String {
+        format!("{}.{task}", self.environment)
     }
 }
 
@@ -87,10 +94,12 @@ impl Engine {
             message: format!("{e:#}"),
         })?;
         let limits = AttemptLimits::for_describe(self.config.max_memory_bytes);
-        let tasks = describe_component(&self.engine, &pre, &limits, source_name).await?;
+        let (environment, tasks) =
+            describe_component(&self.engine, &pre, &limits, source_name).await?;
         Ok(LoadedComponent {
             digest,
             source_name: source_name.to_string(),
+            environment,
             size_bytes: bytes.len() as u64,
             compile_source,
             tasks,

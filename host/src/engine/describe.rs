@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::bindings::types as wit;
-use crate::spec::{CachePolicy, CacheVersion, RetryPolicy, TaskSpec};
+use crate::spec::{CachePolicy, CacheScope, CacheVersion, RetryPolicy, TaskSpec};
 use crate::values::types::{Param, TableNode};
 use crate::values::{Interface, TypeDesc, ValueError};
 
@@ -41,7 +41,7 @@ fn table_node(node: &wit::TypeNode) -> TableNode {
     }
 }
 
-fn check_name(name: &str, what: &str) -> Result<(), ValueError> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ValueError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -98,6 +98,14 @@ pub(crate) fn spec_from_wit(spec: wit::TaskSpec) -> Result<TaskSpec, ValueError>
         wit::CacheVersion::Auto => CacheVersion::Auto,
         wit::CacheVersion::Override(value) => CacheVersion::Override { value },
     };
+    for ignored in &spec.cache.ignored_inputs {
+        if !interface.inputs.iter().any(|p| &p.name == ignored) {
+            return Err(ValueError::Descriptor {
+                what: format!("task {}: cache.ignored-inputs", spec.name),
+                message: format!("{ignored:?} is not an input of the task"),
+            });
+        }
+    }
     Ok(TaskSpec {
         interface_hash: interface.hash(),
         name: spec.name,
@@ -107,6 +115,11 @@ pub(crate) fn spec_from_wit(spec: wit::TaskSpec) -> Result<TaskSpec, ValueError>
             version,
             ignored_inputs: spec.cache.ignored_inputs,
             serialize: spec.cache.serialize,
+            max_age_ms: spec.cache.max_age_ms,
+            scope: match spec.cache.scope {
+                wit::CacheScope::ProjectDomain => CacheScope::ProjectDomain,
+                wit::CacheScope::Global => CacheScope::Global,
+            },
         },
         retry: RetryPolicy {
             retries: spec.retry.retries,

@@ -1,12 +1,14 @@
 //! The wasmtime layer: one engine per host (pooling allocator, epoch deadlines), components
 //! precompiled once and cached on disk, one `InstancePre` per component and a fresh store per
-//! attempt. Knows nothing of SQL; the guest's data calls go to the attempt's `DataSession`.
+//! attempt. Knows nothing of SQL; the guest's data calls go to the attempt's `DataSession`, its
+//! trace calls to its `TraceSession`.
 
 mod attempt;
 mod compile;
 pub mod data_host;
 mod describe;
 pub mod log;
+mod trace_host;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ pub use compile::{CompileSource, LoadedComponent};
 
 use crate::bindings::TaskEnvironment;
 use crate::data::DataSession;
+use crate::traces::TraceSession;
 use attempt::AttemptState;
 
 /// How often the epoch advances. Deadlines are checked at this granularity and a running guest
@@ -169,7 +172,17 @@ impl Engine {
         task: &str,
         inputs: &[u8],
         data: DataSession,
+        trace: TraceSession,
     ) -> AttemptReport {
-        attempt::run_attempt(&self.engine, &component.pre, limits, task, inputs, data).await
+        attempt::run_attempt(
+            &self.engine,
+            &component.pre,
+            limits,
+            task,
+            inputs,
+            data,
+            trace,
+        )
+        .await
     }
 }

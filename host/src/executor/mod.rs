@@ -1,9 +1,12 @@
 //! The run lifecycle, the only place that ties engine, records and data together.
 //!
-//! A run today is one action with one attempt (retries, caching and child calls come next):
-//! validate and store the inputs, record the run as running, run the attempt in a fresh sandbox,
-//! validate and store the outputs, and only then record the outcome.
+//! A run today is one action (child calls come next): validate and store the inputs, answer
+//! from the cache when an entry fits, otherwise record the run as running and run attempts in
+//! fresh sandboxes until one is accepted or no retry is left; each attempt's outputs are
+//! validated and stored before any record says it succeeded.
 
+pub mod attempts;
+pub mod cache;
 pub mod offload;
 pub(crate) mod run;
 
@@ -16,7 +19,7 @@ use crate::data::DataError;
 use crate::records::RecordsError;
 use crate::values::Value;
 
-pub use run::execute;
+pub use run::{execute, resume, ROOT_ACTION};
 
 /// Host-wide defaults for every attempt; a task's own settings override them.
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct RunRequest {
     /// Store URL for the references this run creates (Flyte's raw-data prefix); none: the
     /// host's default store. Inputs and outputs documents stay in the default store.
     pub raw_data_path: Option<String>,
+    /// Run even when a cache entry fits, and replace the entry with this run's outputs.
+    pub overwrite_cache: bool,
 }
 
 impl RunRequest {
@@ -67,7 +72,14 @@ impl RunRequest {
             project: "default".to_string(),
             domain: "development".to_string(),
             raw_data_path: None,
+            overwrite_cache: false,
         }
+    }
+
+    /// Runs even when the cache holds an entry, and replaces the entry.
+    pub fn overwrite_cache(mut self, on: bool) -> Self {
+        self.overwrite_cache = on;
+        self
     }
 
     pub fn input(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -96,7 +108,7 @@ impl RunRequest {
 /// Why a recorded run failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunFailure {
-    /// user | input | output | failure | trap | deadline | memory | instantiate
+    /// user | input | output | failure | trap | deadline | memory | instantiate | lost
     pub kind: String,
     pub message: String,
     /// For user errors: whether the task said another attempt could succeed.
@@ -144,6 +156,16 @@ pub enum RunError {
     },
     #[error("task {task}: asks for {asked} bytes of memory, above the host's maximum of {max}")]
     MemoryAboveMaximum { task: String, asked: u64, max: u64 },
+    #[error("no run {0} is recorded")]
+    UnknownRun(String),
+    #[error("run {run} was made by component {recorded}, not by {given}")]
+    WrongComponent {
+        run: String,
+        recorded: String,
+        given: String,
+    },
+    #[error("{uri}: recorded document unreadable: {message}")]
+    Corrupt { uri: String, message: String },
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]

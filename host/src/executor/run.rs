@@ -1,18 +1,21 @@
-//! One run, start to end.
+//! One run, start to end: take the inputs, answer from the cache when an entry fits, otherwise
+//! record the run and run its attempts; and resuming a run whose host stopped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::offload::{inline_offloaded, offload};
+use super::attempts::{failure, run_attempts, stored_form, ActionOutcome, ActionRun};
+use super::cache::{self, CachePlan, Lookup};
+use super::offload::inline_offloaded;
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
-use crate::data::{check_scope_name, AttemptPrefix, DataError, DataSession, DataStore, Stores};
-use crate::engine::{AttemptFailure, AttemptLimits, Engine, LoadedComponent};
-use crate::records::{now_micros, AttemptEnd, NewRun, Records};
+use crate::data::{check_scope_name, AttemptPrefix, DataStore, Stores};
+use crate::engine::{AttemptLimits, Engine, LoadedComponent};
+use crate::records::events::kind;
+use crate::records::{now_micros, NewRun, Records, PHASE_RUNNING};
 use crate::spec::TaskSpec;
-use crate::values::reference::{collect_refs, map_refs, RefMeta};
 use crate::values::validate::conform_document;
-use crate::values::{msgpack, Value, ValueError};
+use crate::values::{msgpack, Value};
 
 /// The parts a run uses.
 pub struct RunContext<'a> {
@@ -31,15 +34,7 @@ fn new_run_id() -> String {
 }
 
 /// The root action of a run (child actions of later versions get ids under it).
-const ROOT_ACTION: &str = "a0";
-
-fn failure(kind: &str, message: impl Into<String>) -> RunFailure {
-    RunFailure {
-        kind: kind.to_string(),
-        message: message.into(),
-        retryable: false,
-    }
-}
+pub const ROOT_ACTION: &str = "a0";
 
 fn attempt_limits(
     spec: &TaskSpec,
@@ -64,48 +59,20 @@ fn attempt_limits(
     })
 }
 
-/// The bytes to store for a document whose full encoding is `full`: the same bytes when it is
-/// small, otherwise with its big values offloaded; either way checked against the inline limit.
-async fn stored_form(
-    ctx: &RunContext<'_>,
-    prefix: &AttemptPrefix,
-    side: &str,
-    doc: &BTreeMap<String, Value>,
-    full: &[u8],
-    inline_limit: u64,
-) -> Result<Result<Vec<u8>, RunFailure>, RunError> {
-    let threshold = ctx.limits.offload_threshold_bytes;
-    if full.len() as u64 <= threshold {
-        // No single value can be above the threshold when the whole document is not.
-        return Ok(within_limit(full.to_vec(), side, inline_limit));
-    }
-    let stored = offload(ctx.store, prefix, side, doc, threshold).await?;
-    Ok(encode_within(&stored, side, inline_limit))
+fn task_of<'a>(component: &'a LoadedComponent, task: &str) -> Result<&'a TaskSpec, RunError> {
+    component.task(task).ok_or_else(|| RunError::UnknownTask {
+        task: task.to_string(),
+        component: component.source_name.clone(),
+        known: component
+            .tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
-/// Encodes a document and checks it against the inline limit.
-fn encode_within(
-    doc: &BTreeMap<String, Value>,
-    side: &str,
-    limit: u64,
-) -> Result<Vec<u8>, RunFailure> {
-    within_limit(msgpack::encode_document(doc), side, limit)
-}
-
-fn within_limit(bytes: Vec<u8>, side: &str, limit: u64) -> Result<Vec<u8>, RunFailure> {
-    if bytes.len() as u64 > limit {
-        return Err(failure(
-            if side == "inputs" { "input" } else { "output" },
-            format!(
-                "{side}: document is {} bytes, above the inline limit of {limit} bytes",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes)
-}
-
-/// Runs `req` once and records it. Task failures are an `Ok` outcome; `Err` means the run could
+/// Runs `req` and records it. Task failures are an `Ok` outcome; `Err` means the run could
 /// not be started or its record could not be written.
 pub async fn execute(
     ctx: &RunContext<'_>,
@@ -113,28 +80,15 @@ pub async fn execute(
     req: RunRequest,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let spec = component
-        .task(&req.task)
-        .ok_or_else(|| RunError::UnknownTask {
-            task: req.task.clone(),
-            component: component.source_name.clone(),
-            known: component
-                .tasks
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let spec = task_of(component, &req.task)?;
     check_scope_name("project", &req.project)?;
     check_scope_name("domain", &req.domain)?;
     let limits = attempt_limits(spec, ctx.limits, ctx.engine.config().max_memory_bytes)?;
     let inline_limit = spec
         .inline_limit_bytes
         .unwrap_or(ctx.limits.inline_limit_bytes);
-
     let run_id = new_run_id();
-    let attempt = 1;
-    let prefix = AttemptPrefix::new(&req.project, &req.domain, &run_id, ROOT_ACTION, attempt);
+    let prefix = AttemptPrefix::new(&req.project, &req.domain, &run_id, ROOT_ACTION, 1);
 
     // Inputs: bring back offloaded values, conform, offload big values, encode, store. An
     // invalid document is still stored (as given) when it fits, so `runs show` can display
@@ -164,166 +118,300 @@ pub async fn execute(
     };
     let stored_bytes = stored.unwrap_or_else(|_| msgpack::encode_document(&BTreeMap::new()));
     let inputs_uri = ctx.store.put(&prefix.inputs(), stored_bytes).await?;
-    ctx.records
-        .start_run(&NewRun {
-            run_id: run_id.clone(),
-            project: req.project.clone(),
-            domain: req.domain.clone(),
-            component_digest: component.digest.clone(),
-            task: spec.name.clone(),
-            action_id: ROOT_ACTION.to_string(),
-            attempt,
-            started_at: now_micros(),
-            inputs_uri,
-        })
-        .await?;
 
-    let session = match input_failure {
-        Some(f) => Err(f),
-        None => data_session(ctx, &req, &prefix, inputs_doc).await,
+    let plan = match &input_failure {
+        None => cache::plan(component, spec, inputs_doc, &req.project, &req.domain),
+        Some(_) => None,
     };
-    let mut timings = RunTimings::default();
-    let mut log = None;
-    let result = match session {
-        Err(f) => Err(f),
-        Ok(session) => {
-            let report = ctx
-                .engine
-                .run_attempt(component, &limits, &spec.name, &inputs_bytes, session)
-                .await;
-            timings.instantiate = report.instantiate_time;
-            timings.call = report.call_time;
-            timings.teardown = report.teardown_time;
-            log = report.log;
-            match (report.result, &report.data) {
-                (Ok(bytes), Some(session)) => accept_outputs(&bytes, spec, session),
-                (Ok(_), None) => Err(failure("failure", "the attempt lost its data session")),
-                (Err(f), _) => Err(from_attempt(f)),
+    let mut new_run = NewRun {
+        run_id: run_id.clone(),
+        project: req.project.clone(),
+        domain: req.domain.clone(),
+        component_digest: component.digest.clone(),
+        task: spec.name.clone(),
+        action_id: ROOT_ACTION.to_string(),
+        started_at: now_micros(),
+        inputs_uri: inputs_uri.clone(),
+        raw_data_path: req.raw_data_path.clone(),
+        cache_key: plan.as_ref().map(|p| p.key.clone()),
+        cache_status: match (&plan, req.overwrite_cache) {
+            (None, _) => "disabled",
+            (Some(_), true) => "overwrite",
+            (Some(_), false) => "miss",
+        }
+        .to_string(),
+    };
+
+    let mut extra_events = Vec::new();
+    let mut reserved = false;
+    if let Some(plan) = &plan {
+        if req.overwrite_cache {
+            extra_events.push((
+                kind::CACHE_MISS,
+                Some("--overwrite-cache: running and replacing the entry".to_string()),
+            ));
+        } else {
+            match answer_from_cache(ctx, plan, spec, &limits, &run_id).await? {
+                CacheAnswer::Hit {
+                    outputs,
+                    outputs_uri,
+                    detail,
+                } => {
+                    new_run.cache_status = "hit".to_string();
+                    ctx.records
+                        .record_cache_hit(&new_run, &outputs_uri, detail)
+                        .await?;
+                    let total = started.elapsed();
+                    return Ok(RunOutcome {
+                        run_id,
+                        outputs: Ok(outputs),
+                        log: None,
+                        timings: RunTimings {
+                            record: total,
+                            total,
+                            ..RunTimings::default()
+                        },
+                    });
+                }
+                CacheAnswer::Miss {
+                    reason,
+                    reserved: r,
+                } => {
+                    reserved = r;
+                    extra_events.push((kind::CACHE_MISS, Some(reason)));
+                }
             }
         }
-    };
+    }
 
-    // Outputs (and the values offloaded from them) are durable before any record says so.
-    let result = match result {
-        Ok(doc) => {
-            let full = msgpack::encode_document(&doc);
-            stored_form(ctx, &prefix, "outputs", &doc, &full, inline_limit)
-                .await?
-                .map(|bytes| (doc, bytes))
-        }
-        Err(f) => Err(f),
+    ctx.records.create_run(&new_run, &extra_events).await?;
+    let action = ActionRun {
+        component,
+        spec,
+        limits,
+        inline_limit,
+        run_id: run_id.clone(),
+        action_id: ROOT_ACTION.to_string(),
+        project: req.project.clone(),
+        domain: req.domain.clone(),
+        raw_data_path: req.raw_data_path.clone(),
+        inputs_uri,
+        inputs: checked.unwrap_or_default(),
+        inputs_bytes,
+        input_failure,
+        cache: plan.clone(),
     };
-    let outcome = match &result {
-        Ok((_, bytes)) => Ok(ctx.store.put(&prefix.outputs(), bytes.clone()).await?),
-        Err(f) => Err((f.kind.clone(), f.message.clone())),
-    };
-    let log_uri = match &log {
-        Some(text) => Some(
-            ctx.store
-                .put(&prefix.log(), text.clone().into_bytes())
-                .await?,
-        ),
-        None => None,
-    };
-    ctx.records
-        .finish_run(&AttemptEnd {
-            run_id: run_id.clone(),
-            action_id: ROOT_ACTION.to_string(),
-            attempt,
-            ended_at: now_micros(),
-            outcome,
-            log_uri,
-            instantiate_us: Some(timings.instantiate.as_micros() as i64),
-            call_us: Some(timings.call.as_micros() as i64),
-        })
-        .await?;
+    let result = run_attempts(ctx, &action, 1, 0).await;
+    if let (true, Some(plan)) = (reserved, &plan) {
+        ctx.records
+            .cache_release(&plan.key, &plan.scope, &run_id)
+            .await?;
+    }
+    let ActionOutcome {
+        outputs,
+        log,
+        mut timings,
+    } = result?;
     timings.total = started.elapsed();
     timings.record = timings
         .total
         .saturating_sub(timings.instantiate + timings.call + timings.teardown);
     Ok(RunOutcome {
         run_id,
-        outputs: result.map(|(doc, _)| doc),
+        outputs,
         log,
         timings,
     })
 }
 
-fn from_attempt(f: AttemptFailure) -> RunFailure {
-    let retryable = matches!(
-        f,
-        AttemptFailure::User {
-            retryable: true,
-            ..
-        }
-    );
-    RunFailure {
-        kind: f.kind().to_string(),
-        message: f.to_string(),
-        retryable,
-    }
+enum CacheAnswer {
+    Hit {
+        outputs: BTreeMap<String, Value>,
+        outputs_uri: String,
+        detail: String,
+    },
+    /// Run the task; `reserved` when this run holds the key of a serialized cache.
+    Miss { reason: String, reserved: bool },
 }
 
-/// Decodes and validates what the guest returned. (Its size is bounded by the guest's memory;
-/// the inline limit applies to the stored document, after offloading.)
-fn accept_outputs(
-    bytes: &[u8],
-    spec: &TaskSpec,
-    session: &DataSession,
-) -> Result<BTreeMap<String, Value>, RunFailure> {
-    let doc =
-        msgpack::decode_document(bytes, "outputs").map_err(|e| failure("output", e.to_string()))?;
-    let doc = conform_document(doc, &spec.interface.outputs, "outputs")
-        .map_err(|e| failure("output", e.to_string()))?;
-    check_output_refs(doc, session).map_err(|e| failure("output", e.to_string()))
-}
-
-/// The attempt's data session: new objects under the run's raw-data prefix, and a grant for
-/// every reference in the inputs (each checked to be one this project may pass).
-async fn data_session(
+/// Looks the run up in the cache; with `serialize`, waits while another run holds the key.
+async fn answer_from_cache(
     ctx: &RunContext<'_>,
-    req: &RunRequest,
-    prefix: &AttemptPrefix,
-    inputs: &BTreeMap<String, Value>,
-) -> Result<DataSession, RunFailure> {
-    let mut stores = ctx.stores.clone();
-    let raw_store = match &req.raw_data_path {
-        None => ctx.store.clone(),
-        Some(url) => {
-            let raw = DataStore::open(url).map_err(|e| failure("input", e.to_string()))?;
-            Arc::make_mut(&mut stores).add(raw.clone());
-            raw
+    plan: &CachePlan,
+    spec: &TaskSpec,
+    limits: &AttemptLimits,
+    run_id: &str,
+) -> Result<CacheAnswer, RunError> {
+    let mut waited = false;
+    loop {
+        match cache::lookup(ctx, plan).await? {
+            Lookup::Hit { entry, outputs } => {
+                let detail = format!(
+                    "key {} ({}) from run {}{}",
+                    plan.key,
+                    plan.scope,
+                    entry.run_id,
+                    if waited {
+                        ", after waiting for it to finish"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(CacheAnswer::Hit {
+                    outputs,
+                    outputs_uri: entry.outputs_uri,
+                    detail,
+                });
+            }
+            Lookup::Miss(reason) if !plan.serialize => {
+                return Ok(CacheAnswer::Miss {
+                    reason,
+                    reserved: false,
+                })
+            }
+            Lookup::Miss(reason) => {
+                let lifetime = cache::reservation_lifetime(spec, limits.timeout);
+                let expires = now_micros() + lifetime.as_micros() as i64;
+                if ctx
+                    .records
+                    .cache_reserve(&plan.key, &plan.scope, run_id, expires)
+                    .await?
+                {
+                    return Ok(CacheAnswer::Miss {
+                        reason,
+                        reserved: true,
+                    });
+                }
+                waited = true;
+                tokio::time::sleep(cache::SERIALIZE_POLL_INTERVAL).await;
+            }
         }
-    };
-    let refs = collect_refs(inputs, "inputs").map_err(|e| failure("input", e.to_string()))?;
-    let mut session = DataSession::new(stores.clone(), raw_store, prefix.as_str().to_string());
-    for (path, meta) in refs {
-        stores
-            .check_input(&meta.uri, &req.project)
-            .map_err(|e| failure("input", format!("{path}: {e}")))?;
-        session.grant(&meta);
     }
-    Ok(session)
 }
 
-/// Refuses output references the attempt does not hold, and replaces what the guest said about
-/// an object it created by what the host measured (size, hash).
-fn check_output_refs(
-    doc: BTreeMap<String, Value>,
-    session: &DataSession,
-) -> Result<BTreeMap<String, Value>, ValueError> {
-    map_refs(doc, "outputs", &mut |path, meta: RefMeta| {
-        let invalid = |e: DataError| ValueError::Invalid {
-            path: path.clone(),
-            message: e.to_string(),
+/// Continues a run whose host stopped: attempts left running are marked lost and a new attempt
+/// runs, replaying the traces the lost ones recorded. A run that already ended is returned as
+/// recorded, running nothing.
+pub async fn resume(
+    ctx: &RunContext<'_>,
+    component: &LoadedComponent,
+    run_id: &str,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let Some((run, actions, attempts)) = ctx.records.run(run_id).await? else {
+        return Err(RunError::UnknownRun(run_id.to_string()));
+    };
+    if run.component_digest != component.digest {
+        return Err(RunError::WrongComponent {
+            run: run_id.to_string(),
+            recorded: run.component_digest,
+            given: component.digest.clone(),
+        });
+    }
+    let spec = task_of(component, &run.task)?;
+    let root = actions
+        .iter()
+        .find(|a| a.id == ROOT_ACTION)
+        .ok_or_else(|| RunError::UnknownRun(format!("{run_id} (no root action)")))?;
+    let inputs_uri = root
+        .inputs_uri
+        .clone()
+        .ok_or_else(|| RunError::UnknownRun(format!("{run_id} (no inputs document)")))?;
+    if run.phase != PHASE_RUNNING {
+        let outputs = match &root.outputs_uri {
+            Some(uri) => Ok(read_document(ctx, uri, "outputs").await?),
+            None => Err(RunFailure {
+                kind: run.error_kind.unwrap_or_else(|| "failure".into()),
+                message: run.error_text.unwrap_or_default(),
+                retryable: false,
+            }),
         };
-        session.check(&meta.uri).map_err(invalid)?;
-        Ok(match session.created(&meta.uri) {
-            Some(known) if known.kind == meta.kind => RefMeta {
-                format: known.format.clone().or(meta.format),
-                ..known.clone()
+        return Ok(RunOutcome {
+            run_id: run_id.to_string(),
+            outputs,
+            log: None,
+            timings: RunTimings {
+                total: started.elapsed(),
+                ..RunTimings::default()
             },
-            _ => meta,
-        })
+        });
+    }
+
+    let mut last = 0;
+    let mut failed = 0;
+    for a in attempts.iter().filter(|a| a.action_id == ROOT_ACTION) {
+        last = last.max(a.attempt as u32);
+        if a.phase == PHASE_RUNNING {
+            ctx.records
+                .mark_attempt_lost(run_id, ROOT_ACTION, a.attempt as u32)
+                .await?;
+        } else if a.phase != crate::records::PHASE_LOST {
+            failed += 1;
+        }
+    }
+    let next = last + 1;
+    ctx.records
+        .append_event(
+            run_id,
+            ROOT_ACTION,
+            kind::RESUMED,
+            Some(format!("continuing with attempt {next}")),
+        )
+        .await?;
+    ctx.records
+        .start_attempt(run_id, ROOT_ACTION, next, &inputs_uri)
+        .await?;
+
+    let inputs = read_document(ctx, &inputs_uri, "inputs").await?;
+    let checked = conform_document(inputs, &spec.interface.inputs, "inputs")
+        .map_err(|e| failure("input", e.to_string()));
+    let inputs_bytes = msgpack::encode_document(checked.as_ref().unwrap_or(&BTreeMap::new()));
+    let plan = match &checked {
+        Ok(doc) => cache::plan(component, spec, doc, &run.project, &run.domain),
+        Err(_) => None,
+    };
+    let action = ActionRun {
+        component,
+        spec,
+        limits: attempt_limits(spec, ctx.limits, ctx.engine.config().max_memory_bytes)?,
+        inline_limit: spec
+            .inline_limit_bytes
+            .unwrap_or(ctx.limits.inline_limit_bytes),
+        run_id: run_id.to_string(),
+        action_id: ROOT_ACTION.to_string(),
+        project: run.project.clone(),
+        domain: run.domain.clone(),
+        raw_data_path: run.raw_data_path.clone(),
+        inputs_uri,
+        input_failure: checked.as_ref().err().cloned(),
+        inputs: checked.unwrap_or_default(),
+        inputs_bytes,
+        cache: plan,
+    };
+    let outcome = run_attempts(ctx, &action, next, failed).await?;
+    Ok(RunOutcome {
+        run_id: run_id.to_string(),
+        outputs: outcome.outputs,
+        log: outcome.log,
+        timings: outcome.timings,
     })
+}
+
+/// A recorded document, with its offloaded values brought back.
+async fn read_document(
+    ctx: &RunContext<'_>,
+    uri: &str,
+    side: &str,
+) -> Result<BTreeMap<String, Value>, RunError> {
+    let bytes = ctx.store.get(uri).await?;
+    let doc = msgpack::decode_document(&bytes, uri).map_err(|e| RunError::Corrupt {
+        uri: uri.to_string(),
+        message: e.to_string(),
+    })?;
+    inline_offloaded(ctx.stores, doc, side, None)
+        .await
+        .map_err(|e| RunError::Corrupt {
+            uri: uri.to_string(),
+            message: e.to_string(),
+        })
 }

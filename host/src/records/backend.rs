@@ -74,10 +74,16 @@ pub enum Kind {
 }
 
 /// The migrations, in order (shared by both backends; sqlx reads the same directory).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_events_cache_traces",
+        include_str!("../../migrations/0002_events_cache_traces.sql"),
+    ),
+];
 
 static SQLX_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -1,15 +1,26 @@
-//! The system of record: components, tasks, runs, actions and attempts.
+//! The system of record: components, tasks, runs, actions, attempts, the event log of each
+//! run, cache entries and trace checkpoints.
 //!
 //! Only pointers and small facts live here; input and output documents are in the object store.
 //! Every statement is written once (see [`backend`] for the two ways they reach a database).
 
 mod backend;
+mod cache;
+pub mod events;
+mod gc;
+mod lifecycle;
 mod runs;
+mod traces;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use backend::{Backend, Kind, SqlValue};
-pub use runs::{ActionRecord, AttemptEnd, AttemptRecord, NewRun, RunFilter, RunRecord};
+pub use cache::CacheEntry;
+pub use events::EventRecord;
+pub use gc::PurgeCandidate;
+pub use lifecycle::{AfterAttempt, AttemptEnd, NewRun};
+pub use runs::{ActionRecord, AttemptRecord, RunFilter, RunRecord, PHASE_LOST, PHASE_RUNNING};
+pub use traces::TraceKey;
 
 use crate::spec::TaskSpec;
 
@@ -83,18 +94,20 @@ impl Records {
         &self,
         digest: &str,
         source: &str,
+        environment: &str,
         size_bytes: u64,
         tasks: &[TaskSpec],
     ) -> Result<(), RecordsError> {
         let what = format!("registering component {digest}");
         let mut statements = vec![(
-            "INSERT INTO components (digest, source, size_bytes, registered_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+            "INSERT INTO components (digest, source, size_bytes, registered_at, environment) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING",
             vec![
                 digest.into(),
                 source.into(),
                 (size_bytes as i64).into(),
                 now_micros().into(),
+                environment.into(),
             ],
         )];
         for task in tasks {
@@ -116,6 +129,20 @@ impl Records {
         }
         self.backend.transaction(&what, &statements).await?;
         Ok(())
+    }
+
+    /// Where a registered component was first loaded from.
+    pub async fn component_source(&self, digest: &str) -> Result<Option<String>, RecordsError> {
+        let rows = self
+            .backend()
+            .query(
+                &format!("reading component {digest}"),
+                "SELECT source FROM components WHERE digest = $1",
+                vec![digest.into()],
+                &[Kind::Text],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r[0].text()))
     }
 
     /// The recorded spec of a task of a registered component.

@@ -6,34 +6,6 @@ use serde::Serialize;
 use super::backend::{Kind, SqlValue};
 use super::{Records, RecordsError};
 
-/// What is known when an attempt starts.
-#[derive(Debug, Clone)]
-pub struct NewRun {
-    pub run_id: String,
-    pub project: String,
-    pub domain: String,
-    pub component_digest: String,
-    pub task: String,
-    pub action_id: String,
-    pub attempt: u32,
-    pub started_at: i64,
-    pub inputs_uri: String,
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone)]
-pub struct AttemptEnd {
-    pub run_id: String,
-    pub action_id: String,
-    pub attempt: u32,
-    pub ended_at: i64,
-    /// Ok(outputs uri) or Err((error kind, error text)).
-    pub outcome: Result<String, (String, String)>,
-    pub log_uri: Option<String>,
-    pub instantiate_us: Option<i64>,
-    pub call_us: Option<i64>,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
     pub id: String,
@@ -46,6 +18,10 @@ pub struct RunRecord {
     pub ended_at: Option<i64>,
     pub error_kind: Option<String>,
     pub error_text: Option<String>,
+    /// The store of the references the run created, when not the default one.
+    pub raw_data_path: Option<String>,
+    /// When `sluice gc` removed the run's objects.
+    pub purged_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +36,9 @@ pub struct ActionRecord {
     pub outputs_uri: Option<String>,
     pub error_kind: Option<String>,
     pub error_text: Option<String>,
+    pub cache_key: Option<String>,
+    /// disabled | hit | miss | overwrite
+    pub cache_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +68,8 @@ pub struct RunFilter {
 pub const PHASE_RUNNING: &str = "running";
 pub const PHASE_SUCCEEDED: &str = "succeeded";
 pub const PHASE_FAILED: &str = "failed";
+/// An attempt whose host stopped before it ended (found by a resume).
+pub const PHASE_LOST: &str = "lost";
 
 /// Reads the columns of one row in order.
 struct Columns<'a>(std::slice::Iter<'a, SqlValue>);
@@ -103,18 +84,20 @@ impl Columns<'_> {
 }
 
 const SELECT_RUN: &str = "SELECT id, project, domain, component_digest, task, phase, created_at, \
-                          ended_at, error_kind, error_text FROM runs";
+                          ended_at, error_kind, error_text, raw_data_path, purged_at FROM runs";
 const RUN_KINDS: &[Kind] = &[
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Text,
-    Kind::Int,
-    Kind::Int,
-    Kind::Text,
-    Kind::Text,
+    Kind::Text, // id
+    Kind::Text, // project
+    Kind::Text, // domain
+    Kind::Text, // component_digest
+    Kind::Text, // task
+    Kind::Text, // phase
+    Kind::Int,  // created_at
+    Kind::Int,  // ended_at
+    Kind::Text, // error_kind
+    Kind::Text, // error_text
+    Kind::Text, // raw_data_path
+    Kind::Int,  // purged_at
 ];
 
 fn run_from_row(row: &[SqlValue]) -> RunRecord {
@@ -130,114 +113,12 @@ fn run_from_row(row: &[SqlValue]) -> RunRecord {
         ended_at: c.int(),
         error_kind: c.text(),
         error_text: c.text(),
+        raw_data_path: c.text(),
+        purged_at: c.int(),
     }
 }
 
 impl Records {
-    /// Records a new run with its root action and first attempt, all running, in one transaction.
-    pub async fn start_run(&self, run: &NewRun) -> Result<(), RecordsError> {
-        let what = format!("starting run {}", run.run_id);
-        let statements = [
-            (
-                "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                vec![
-                    (&run.run_id).into(),
-                    (&run.project).into(),
-                    (&run.domain).into(),
-                    (&run.component_digest).into(),
-                    (&run.task).into(),
-                    PHASE_RUNNING.into(),
-                    run.started_at.into(),
-                ],
-            ),
-            (
-                "INSERT INTO actions (run_id, id, task, phase, started_at, inputs_uri) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                vec![
-                    (&run.run_id).into(),
-                    (&run.action_id).into(),
-                    (&run.task).into(),
-                    PHASE_RUNNING.into(),
-                    run.started_at.into(),
-                    (&run.inputs_uri).into(),
-                ],
-            ),
-            (
-                "INSERT INTO attempts (run_id, action_id, attempt, phase, started_at, inputs_uri) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                vec![
-                    (&run.run_id).into(),
-                    (&run.action_id).into(),
-                    (run.attempt as i64).into(),
-                    PHASE_RUNNING.into(),
-                    run.started_at.into(),
-                    (&run.inputs_uri).into(),
-                ],
-            ),
-        ];
-        self.backend().transaction(&what, &statements).await?;
-        Ok(())
-    }
-
-    /// Records the end of an attempt and, as it is the only one, of its action and run.
-    /// Called only after the outputs document is stored, so no row ever says "succeeded" for
-    /// outputs that do not exist.
-    pub async fn finish_run(&self, end: &AttemptEnd) -> Result<(), RecordsError> {
-        let what = format!("finishing run {}", end.run_id);
-        let (phase, outputs_uri, error_kind, error_text): (&str, SqlValue, SqlValue, SqlValue) =
-            match &end.outcome {
-                Ok(uri) => (PHASE_SUCCEEDED, uri.into(), SqlValue::Null, SqlValue::Null),
-                Err((kind, text)) => (PHASE_FAILED, SqlValue::Null, kind.into(), text.into()),
-            };
-        let statements = [
-            (
-                "UPDATE attempts SET phase = $1, ended_at = $2, outputs_uri = $3, log_uri = $4, \
-                 error_kind = $5, error_text = $6, instantiate_us = $7, call_us = $8 \
-                 WHERE run_id = $9 AND action_id = $10 AND attempt = $11",
-                vec![
-                    phase.into(),
-                    end.ended_at.into(),
-                    outputs_uri.clone(),
-                    end.log_uri.as_deref().into(),
-                    error_kind.clone(),
-                    error_text.clone(),
-                    end.instantiate_us.into(),
-                    end.call_us.into(),
-                    (&end.run_id).into(),
-                    (&end.action_id).into(),
-                    (end.attempt as i64).into(),
-                ],
-            ),
-            (
-                "UPDATE actions SET phase = $1, ended_at = $2, outputs_uri = $3, error_kind = $4, \
-                 error_text = $5 WHERE run_id = $6 AND id = $7",
-                vec![
-                    phase.into(),
-                    end.ended_at.into(),
-                    outputs_uri,
-                    error_kind.clone(),
-                    error_text.clone(),
-                    (&end.run_id).into(),
-                    (&end.action_id).into(),
-                ],
-            ),
-            (
-                "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, error_text = $4 \
-                 WHERE id = $5",
-                vec![
-                    phase.into(),
-                    end.ended_at.into(),
-                    error_kind,
-                    error_text,
-                    (&end.run_id).into(),
-                ],
-            ),
-        ];
-        self.backend().transaction(&what, &statements).await?;
-        Ok(())
-    }
-
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, RecordsError> {
         let rows = self
@@ -246,7 +127,7 @@ impl Records {
                 "listing runs",
                 // Each placeholder is used once and in order, as both backends number them.
                 "SELECT id, project, domain, component_digest, task, phase, created_at, \
-                 ended_at, error_kind, error_text FROM runs \
+                 ended_at, error_kind, error_text, raw_data_path, purged_at FROM runs \
                  WHERE (project = $1 OR $2 = 1) AND (domain = $3 OR $4 = 1) \
                  ORDER BY id DESC LIMIT $5",
                 vec![
@@ -282,20 +163,22 @@ impl Records {
             .query(
                 &what,
                 "SELECT id, parent_id, task, phase, started_at, ended_at, inputs_uri, \
-                 outputs_uri, error_kind, error_text FROM actions WHERE run_id = $1 \
-                 ORDER BY started_at, id",
+                 outputs_uri, error_kind, error_text, cache_key, cache_status FROM actions \
+                 WHERE run_id = $1 ORDER BY started_at, id",
                 vec![run_id.into()],
                 &[
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Int,
-                    Kind::Int,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
+                    Kind::Text, // id
+                    Kind::Text, // parent_id
+                    Kind::Text, // task
+                    Kind::Text, // phase
+                    Kind::Int,  // started_at
+                    Kind::Int,  // ended_at
+                    Kind::Text, // inputs_uri
+                    Kind::Text, // outputs_uri
+                    Kind::Text, // error_kind
+                    Kind::Text, // error_text
+                    Kind::Text, // cache_key
+                    Kind::Text, // cache_status
                 ],
             )
             .await?
@@ -313,6 +196,8 @@ impl Records {
                     outputs_uri: c.text(),
                     error_kind: c.text(),
                     error_text: c.text(),
+                    cache_key: c.text(),
+                    cache_status: c.text(),
                 }
             })
             .collect();

@@ -1,0 +1,358 @@
+//! The attempts of one action: run, record, retry while the task allows it, and accept exactly
+//! one attempt's outputs. Each attempt writes under its own prefix
+//! (`<project>/<domain>/<run>/<action>/<attempt>/`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cache::CachePlan;
+use super::offload::offload;
+use super::run::RunContext;
+use super::{RunError, RunFailure, RunTimings};
+use crate::data::{AttemptPrefix, DataError, DataSession, DataStore};
+use crate::engine::{AttemptFailure, AttemptLimits, LoadedComponent};
+use crate::records::{now_micros, AfterAttempt, AttemptEnd};
+use crate::spec::TaskSpec;
+use crate::traces::TraceSession;
+use crate::values::reference::{collect_refs, map_refs, RefMeta};
+use crate::values::validate::conform_document;
+use crate::values::{msgpack, Value, ValueError};
+
+/// Longest wait between two attempts, whatever the task's backoff doubles to.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+
+/// Everything the attempts of one action share.
+pub struct ActionRun<'a> {
+    pub component: &'a LoadedComponent,
+    pub spec: &'a TaskSpec,
+    pub limits: AttemptLimits,
+    pub inline_limit: u64,
+    pub run_id: String,
+    pub action_id: String,
+    pub project: String,
+    pub domain: String,
+    pub raw_data_path: Option<String>,
+    pub inputs_uri: String,
+    /// The inputs, whole and valid, and their encoding as the guest gets it.
+    pub inputs: BTreeMap<String, Value>,
+    pub inputs_bytes: Vec<u8>,
+    /// Set when the inputs were refused: the first attempt fails with it and nothing runs.
+    pub input_failure: Option<RunFailure>,
+    pub cache: Option<CachePlan>,
+}
+
+/// How the action ended.
+pub struct ActionOutcome {
+    pub outputs: Result<BTreeMap<String, Value>, RunFailure>,
+    pub log: Option<String>,
+    pub timings: RunTimings,
+}
+
+pub(crate) fn failure(kind: &str, message: impl Into<String>) -> RunFailure {
+    RunFailure {
+        kind: kind.to_string(),
+        message: message.into(),
+        retryable: false,
+    }
+}
+
+/// Whether another attempt could succeed where this one failed: user errors when the task
+/// says so; system errors (the guest's own failure, traps, deadlines, the memory cap, host
+/// faults) always; invalid inputs or outputs never (the same bytes would fail the same way).
+fn worth_retrying(f: &RunFailure) -> bool {
+    match f.kind.as_str() {
+        "user" => f.retryable,
+        "input" | "output" => false,
+        _ => true,
+    }
+}
+
+/// The delay before retry number `retry` (1-based): the task's backoff, doubled each time.
+fn retry_delay(spec: &TaskSpec, retry: u32) -> Duration {
+    let base = Duration::from_millis(spec.retry.backoff_ms);
+    base.saturating_mul(1u32 << (retry.saturating_sub(1)).min(20))
+        .min(MAX_RETRY_DELAY)
+}
+
+/// Runs attempts `first`, `first + 1`, ... of the action until one is accepted or no retry is
+/// left. `failed_before` counts attempts that already failed (a resumed run's), which use up
+/// retries; the first attempt's row must already exist.
+pub async fn run_attempts(
+    ctx: &RunContext<'_>,
+    action: &ActionRun<'_>,
+    first: u32,
+    failed_before: u32,
+) -> Result<ActionOutcome, RunError> {
+    let started = Instant::now();
+    let mut attempt = first;
+    let mut failed = failed_before;
+    loop {
+        if attempt != first {
+            ctx.records
+                .start_attempt(
+                    &action.run_id,
+                    &action.action_id,
+                    attempt,
+                    &action.inputs_uri,
+                )
+                .await?;
+        }
+        let prefix = AttemptPrefix::new(
+            &action.project,
+            &action.domain,
+            &action.run_id,
+            &action.action_id,
+            attempt,
+        );
+        let mut outcome = one_attempt(ctx, action, attempt, &prefix).await?;
+
+        // Outputs (and the values offloaded from them) are durable before any record says so.
+        let stored = match &outcome.outputs {
+            Ok(doc) => {
+                let full = msgpack::encode_document(doc);
+                match stored_form(ctx, &prefix, "outputs", doc, &full, action.inline_limit).await? {
+                    Ok(bytes) => Ok(ctx.store.put(&prefix.outputs(), bytes).await?),
+                    Err(f) => Err(f),
+                }
+            }
+            Err(f) => Err(f.clone()),
+        };
+        if let (Err(f), Ok(_)) = (&stored, &outcome.outputs) {
+            outcome.outputs = Err(f.clone());
+        }
+        let log_uri = match &outcome.log {
+            Some(text) => Some(
+                ctx.store
+                    .put(&prefix.log(), text.clone().into_bytes())
+                    .await?,
+            ),
+            None => None,
+        };
+        let retry = match &stored {
+            Err(f) if worth_retrying(f) && failed < action.spec.retry.retries => {
+                Some(retry_delay(action.spec, failed + 1))
+            }
+            _ => None,
+        };
+        let after = match retry {
+            Some(delay) => AfterAttempt::Retry {
+                next_attempt: attempt + 1,
+                delay_ms: delay.as_millis() as u64,
+            },
+            None => AfterAttempt::Final {
+                cache: match (&stored, &action.cache) {
+                    (Ok(uri), Some(plan)) => {
+                        Some(plan.entry(&action.run_id, &action.action_id, uri))
+                    }
+                    _ => None,
+                },
+            },
+        };
+        ctx.records
+            .finish_attempt(
+                &AttemptEnd {
+                    run_id: action.run_id.clone(),
+                    action_id: action.action_id.clone(),
+                    attempt,
+                    ended_at: now_micros(),
+                    outcome: stored.map_err(|f| (f.kind.clone(), f.message.clone())),
+                    log_uri,
+                    instantiate_us: Some(outcome.timings.instantiate.as_micros() as i64),
+                    call_us: Some(outcome.timings.call.as_micros() as i64),
+                },
+                &after,
+            )
+            .await?;
+        match retry {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                failed += 1;
+                attempt += 1;
+            }
+            None => {
+                outcome.timings.total = started.elapsed();
+                outcome.timings.record = outcome.timings.total.saturating_sub(
+                    outcome.timings.instantiate + outcome.timings.call + outcome.timings.teardown,
+                );
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+/// One attempt in a fresh sandbox, its outputs decoded and checked (not yet stored).
+async fn one_attempt(
+    ctx: &RunContext<'_>,
+    action: &ActionRun<'_>,
+    attempt: u32,
+    prefix: &AttemptPrefix,
+) -> Result<ActionOutcome, RunError> {
+    let mut timings = RunTimings::default();
+    if let Some(f) = &action.input_failure {
+        return Ok(ActionOutcome {
+            outputs: Err(f.clone()),
+            log: None,
+            timings,
+        });
+    }
+    let session = match data_session(ctx, action, prefix) {
+        Ok(session) => session,
+        Err(f) => {
+            return Ok(ActionOutcome {
+                outputs: Err(f),
+                log: None,
+                timings,
+            })
+        }
+    };
+    let trace = TraceSession::new(
+        ctx.records.clone(),
+        ctx.store.clone(),
+        &action.run_id,
+        &action.action_id,
+        attempt,
+        prefix.as_str(),
+        action.inline_limit,
+    );
+    let report = ctx
+        .engine
+        .run_attempt(
+            action.component,
+            &action.limits,
+            &action.spec.name,
+            &action.inputs_bytes,
+            session,
+            trace,
+        )
+        .await;
+    timings.instantiate = report.instantiate_time;
+    timings.call = report.call_time;
+    timings.teardown = report.teardown_time;
+    let outputs = match (report.result, &report.data) {
+        (Ok(bytes), Some(session)) => accept_outputs(&bytes, action.spec, session),
+        (Ok(_), None) => Err(failure("failure", "the attempt lost its data session")),
+        (Err(f), _) => Err(from_attempt(f)),
+    };
+    Ok(ActionOutcome {
+        outputs,
+        log: report.log,
+        timings,
+    })
+}
+
+/// The bytes to store for a document whose full encoding is `full`: the same bytes when it is
+/// small, otherwise with its big values offloaded; either way checked against the inline limit.
+pub(crate) async fn stored_form(
+    ctx: &RunContext<'_>,
+    prefix: &AttemptPrefix,
+    side: &str,
+    doc: &BTreeMap<String, Value>,
+    full: &[u8],
+    inline_limit: u64,
+) -> Result<Result<Vec<u8>, RunFailure>, RunError> {
+    let threshold = ctx.limits.offload_threshold_bytes;
+    if full.len() as u64 <= threshold {
+        // No single value can be above the threshold when the whole document is not.
+        return Ok(within_limit(full.to_vec(), side, inline_limit));
+    }
+    let stored = offload(ctx.store, prefix, side, doc, threshold).await?;
+    Ok(within_limit(
+        msgpack::encode_document(&stored),
+        side,
+        inline_limit,
+    ))
+}
+
+fn within_limit(bytes: Vec<u8>, side: &str, limit: u64) -> Result<Vec<u8>, RunFailure> {
+    if bytes.len() as u64 > limit {
+        return Err(failure(
+            if side == "inputs" { "input" } else { "output" },
+            format!(
+                "{side}: document is {} bytes, above the inline limit of {limit} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn from_attempt(f: AttemptFailure) -> RunFailure {
+    let retryable = matches!(
+        f,
+        AttemptFailure::User {
+            retryable: true,
+            ..
+        }
+    );
+    RunFailure {
+        kind: f.kind().to_string(),
+        message: f.to_string(),
+        retryable,
+    }
+}
+
+/// Decodes and validates what the guest returned. (Its size is bounded by the guest's memory;
+/// the inline limit applies to the stored document, after offloading.)
+fn accept_outputs(
+    bytes: &[u8],
+    spec: &TaskSpec,
+    session: &DataSession,
+) -> Result<BTreeMap<String, Value>, RunFailure> {
+    let doc =
+        msgpack::decode_document(bytes, "outputs").map_err(|e| failure("output", e.to_string()))?;
+    let doc = conform_document(doc, &spec.interface.outputs, "outputs")
+        .map_err(|e| failure("output", e.to_string()))?;
+    check_output_refs(doc, session).map_err(|e| failure("output", e.to_string()))
+}
+
+/// The attempt's data session: new objects under the attempt's prefix in the run's raw-data
+/// store, and a grant for every reference in the inputs (each checked to be one this project
+/// may pass).
+fn data_session(
+    ctx: &RunContext<'_>,
+    action: &ActionRun<'_>,
+    prefix: &AttemptPrefix,
+) -> Result<DataSession, RunFailure> {
+    let mut stores = ctx.stores.clone();
+    let raw_store = match &action.raw_data_path {
+        None => ctx.store.clone(),
+        Some(url) => {
+            let raw = DataStore::open(url).map_err(|e| failure("input", e.to_string()))?;
+            Arc::make_mut(&mut stores).add(raw.clone());
+            raw
+        }
+    };
+    let refs =
+        collect_refs(&action.inputs, "inputs").map_err(|e| failure("input", e.to_string()))?;
+    let mut session = DataSession::new(stores.clone(), raw_store, prefix.as_str().to_string());
+    for (path, meta) in refs {
+        stores
+            .check_input(&meta.uri, &action.project)
+            .map_err(|e| failure("input", format!("{path}: {e}")))?;
+        session.grant(&meta);
+    }
+    Ok(session)
+}
+
+/// Refuses output references the attempt does not hold, and replaces what the guest said about
+/// an object it created by what the host measured (size, hash).
+fn check_output_refs(
+    doc: BTreeMap<String, Value>,
+    session: &DataSession,
+) -> Result<BTreeMap<String, Value>, ValueError> {
+    map_refs(doc, "outputs", &mut |path, meta: RefMeta| {
+        let invalid = |e: DataError| ValueError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        session.check(&meta.uri).map_err(invalid)?;
+        Ok(match session.created(&meta.uri) {
+            Some(known) if known.kind == meta.kind => RefMeta {
+                format: known.format.clone().or(meta.format),
+                ..known.clone()
+            },
+            _ => meta,
+        })
+    })
+}

@@ -1,0 +1,106 @@
+//! The append-only event log of each run: what happened, in the order it was written.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::Serialize;
+
+use super::backend::{Kind, SqlValue};
+use super::{now_micros, Records, RecordsError};
+
+/// What an event says happened (the `kind` column).
+pub mod kind {
+    pub const CREATED: &str = "created";
+    pub const STARTED: &str = "started";
+    pub const CACHE_HIT: &str = "cache-hit";
+    pub const CACHE_MISS: &str = "cache-miss";
+    pub const CACHE_WAIT: &str = "cache-wait";
+    pub const CACHE_WRITTEN: &str = "cache-written";
+    pub const TRACE_RECORDED: &str = "trace-recorded";
+    pub const TRACE_REPLAYED: &str = "trace-replayed";
+    pub const RETRY_SCHEDULED: &str = "retry-scheduled";
+    pub const ATTEMPT_LOST: &str = "attempt-lost";
+    pub const RESUMED: &str = "resumed";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+}
+
+/// A statement and its parameters, to run inside a transaction with others.
+pub(crate) type Statement = (&'static str, Vec<SqlValue>);
+
+/// Orders events written by one process within the same microsecond.
+static EVENT_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The statement that appends one event.
+pub(crate) fn event(
+    run_id: &str,
+    action_id: &str,
+    kind: &str,
+    detail: Option<String>,
+) -> Statement {
+    let at = now_micros();
+    let seq = EVENT_COUNTER.fetch_add(1, Ordering::Relaxed);
+    (
+        "INSERT INTO events (run_id, id, action_id, at, kind, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![
+            run_id.into(),
+            format!("e{at:016x}{seq:08x}").into(),
+            action_id.into(),
+            at.into(),
+            kind.into(),
+            detail.into(),
+        ],
+    )
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub action_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub detail: Option<String>,
+}
+
+impl Records {
+    /// Appends one event on its own.
+    pub async fn append_event(
+        &self,
+        run_id: &str,
+        action_id: &str,
+        kind: &str,
+        detail: Option<String>,
+    ) -> Result<(), RecordsError> {
+        let what = format!("recording a {kind} event of run {run_id}");
+        self.backend()
+            .transaction(&what, &[event(run_id, action_id, kind, detail)])
+            .await?;
+        Ok(())
+    }
+
+    /// A run's events, oldest first.
+    pub async fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, RecordsError> {
+        let rows = self
+            .backend()
+            .query(
+                &format!("reading the events of run {run_id}"),
+                "SELECT action_id, at, kind, detail FROM events WHERE run_id = $1 ORDER BY id",
+                vec![run_id.into()],
+                &[Kind::Text, Kind::Int, Kind::Text, Kind::Text],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut row = row.into_iter();
+                let mut next = || row.next().unwrap_or(SqlValue::Null);
+                EventRecord {
+                    action_id: next().text().unwrap_or_default(),
+                    at: next().int().unwrap_or_default(),
+                    kind: next().text().unwrap_or_default(),
+                    detail: next().text(),
+                }
+            })
+            .collect())
+    }
+}

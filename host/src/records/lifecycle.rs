@@ -1,0 +1,310 @@
+//! Writing a run's life: created, each attempt started and ended, the run finished, with the
+//! events that say so in the same transactions. Every write that says "succeeded" comes after
+//! the outputs document it points at is stored (the executor's order), so no row ever points at
+//! outputs that do not exist.
+
+use super::backend::SqlValue;
+use super::cache::{upsert_entry, CacheEntry};
+use super::events::{event, kind, Statement};
+use super::runs::{PHASE_FAILED, PHASE_LOST, PHASE_RUNNING, PHASE_SUCCEEDED};
+use super::{now_micros, Records, RecordsError};
+
+/// What is known when a run is created.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run_id: String,
+    pub project: String,
+    pub domain: String,
+    pub component_digest: String,
+    pub task: String,
+    pub action_id: String,
+    pub started_at: i64,
+    pub inputs_uri: String,
+    /// The store of the references the run creates, when not the default one.
+    pub raw_data_path: Option<String>,
+    /// The action's cache key, when its task caches.
+    pub cache_key: Option<String>,
+    /// disabled | hit | miss | overwrite
+    pub cache_status: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub run_id: String,
+    pub action_id: String,
+    pub attempt: u32,
+    pub ended_at: i64,
+    /// Ok(outputs uri) or Err((error kind, error text)).
+    pub outcome: Result<String, (String, String)>,
+    pub log_uri: Option<String>,
+    pub instantiate_us: Option<i64>,
+    pub call_us: Option<i64>,
+}
+
+/// What follows an attempt's end.
+#[derive(Debug, Clone)]
+pub enum AfterAttempt {
+    /// The action (and, for the root action, the run) ends with this attempt's outcome; a
+    /// successful one may also be written to the cache.
+    Final { cache: Option<CacheEntry> },
+    /// Another attempt follows after `delay_ms`.
+    Retry { next_attempt: u32, delay_ms: u64 },
+}
+
+fn attempt_row(run_id: &str, action_id: &str, attempt: u32, at: i64, inputs: &str) -> Statement {
+    (
+        "INSERT INTO attempts (run_id, action_id, attempt, phase, started_at, inputs_uri) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![
+            run_id.into(),
+            action_id.into(),
+            (attempt as i64).into(),
+            PHASE_RUNNING.into(),
+            at.into(),
+            inputs.into(),
+        ],
+    )
+}
+
+fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>) -> Statement {
+    (
+        "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at, \
+         ended_at, raw_data_path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        vec![
+            (&run.run_id).into(),
+            (&run.project).into(),
+            (&run.domain).into(),
+            (&run.component_digest).into(),
+            (&run.task).into(),
+            phase.into(),
+            run.started_at.into(),
+            ended_at.into(),
+            run.raw_data_path.as_deref().into(),
+        ],
+    )
+}
+
+fn action_row(
+    run: &NewRun,
+    phase: &str,
+    ended_at: Option<i64>,
+    outputs_uri: Option<&str>,
+) -> Statement {
+    (
+        "INSERT INTO actions (run_id, id, task, phase, started_at, ended_at, inputs_uri, \
+         outputs_uri, cache_key, cache_status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        vec![
+            (&run.run_id).into(),
+            (&run.action_id).into(),
+            (&run.task).into(),
+            phase.into(),
+            run.started_at.into(),
+            ended_at.into(),
+            (&run.inputs_uri).into(),
+            outputs_uri.into(),
+            run.cache_key.as_deref().into(),
+            (&run.cache_status).into(),
+        ],
+    )
+}
+
+impl Records {
+    /// Records a new run with its root action and first attempt, all running, in one
+    /// transaction, with the events `created`, any `extra` ones, and `started`.
+    pub async fn create_run(
+        &self,
+        run: &NewRun,
+        extra: &[(&str, Option<String>)],
+    ) -> Result<(), RecordsError> {
+        let what = format!("starting run {}", run.run_id);
+        let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
+        let mut statements = vec![
+            run_row(run, PHASE_RUNNING, None),
+            action_row(run, PHASE_RUNNING, None, None),
+            attempt_row(id, action, 1, run.started_at, &run.inputs_uri),
+            event(id, action, kind::CREATED, Some(run.task.clone())),
+        ];
+        for (k, detail) in extra {
+            statements.push(event(id, action, k, detail.clone()));
+        }
+        statements.push(event(id, action, kind::STARTED, Some("attempt 1".into())));
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
+    }
+
+    /// Records a run answered from the cache: run and action succeeded at once, pointing at the
+    /// cached outputs; no attempt.
+    pub async fn record_cache_hit(
+        &self,
+        run: &NewRun,
+        outputs_uri: &str,
+        detail: String,
+    ) -> Result<(), RecordsError> {
+        let what = format!("recording cache hit of run {}", run.run_id);
+        let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
+        let now = now_micros();
+        let statements = [
+            run_row(run, PHASE_SUCCEEDED, Some(now)),
+            action_row(run, PHASE_SUCCEEDED, Some(now), Some(outputs_uri)),
+            event(id, action, kind::CREATED, Some(run.task.clone())),
+            event(id, action, kind::CACHE_HIT, Some(detail)),
+            event(id, action, kind::SUCCEEDED, None),
+        ];
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
+    }
+
+    /// Records the start of attempt `attempt` (> 1) of an action.
+    pub async fn start_attempt(
+        &self,
+        run_id: &str,
+        action_id: &str,
+        attempt: u32,
+        inputs_uri: &str,
+    ) -> Result<(), RecordsError> {
+        let what = format!("starting attempt {attempt} of run {run_id}");
+        let statements = [
+            attempt_row(run_id, action_id, attempt, now_micros(), inputs_uri),
+            event(
+                run_id,
+                action_id,
+                kind::STARTED,
+                Some(format!("attempt {attempt}")),
+            ),
+        ];
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
+    }
+
+    /// Records the end of an attempt and what follows it, in one transaction.
+    pub async fn finish_attempt(
+        &self,
+        end: &AttemptEnd,
+        after: &AfterAttempt,
+    ) -> Result<(), RecordsError> {
+        let what = format!("finishing attempt {} of run {}", end.attempt, end.run_id);
+        let (id, action) = (end.run_id.as_str(), end.action_id.as_str());
+        let (phase, outputs_uri, error_kind, error_text): (&str, SqlValue, SqlValue, SqlValue) =
+            match &end.outcome {
+                Ok(uri) => (PHASE_SUCCEEDED, uri.into(), SqlValue::Null, SqlValue::Null),
+                Err((kind, text)) => (PHASE_FAILED, SqlValue::Null, kind.into(), text.into()),
+            };
+        let mut statements: Vec<Statement> = vec![(
+            "UPDATE attempts SET phase = $1, ended_at = $2, outputs_uri = $3, log_uri = $4, \
+             error_kind = $5, error_text = $6, instantiate_us = $7, call_us = $8 \
+             WHERE run_id = $9 AND action_id = $10 AND attempt = $11",
+            vec![
+                phase.into(),
+                end.ended_at.into(),
+                outputs_uri.clone(),
+                end.log_uri.as_deref().into(),
+                error_kind.clone(),
+                error_text.clone(),
+                end.instantiate_us.into(),
+                end.call_us.into(),
+                id.into(),
+                action.into(),
+                (end.attempt as i64).into(),
+            ],
+        )];
+        match after {
+            AfterAttempt::Retry {
+                next_attempt,
+                delay_ms,
+            } => {
+                let error = match &end.outcome {
+                    Err((kind, text)) => format!("{kind}: {text}"),
+                    Ok(_) => String::new(),
+                };
+                statements.push(event(
+                    id,
+                    action,
+                    kind::RETRY_SCHEDULED,
+                    Some(format!(
+                        "attempt {next_attempt} in {delay_ms} ms after attempt {} failed: {error}",
+                        end.attempt
+                    )),
+                ));
+            }
+            AfterAttempt::Final { cache } => {
+                statements.push((
+                    "UPDATE actions SET phase = $1, ended_at = $2, outputs_uri = $3, \
+                     error_kind = $4, error_text = $5 WHERE run_id = $6 AND id = $7",
+                    vec![
+                        phase.into(),
+                        end.ended_at.into(),
+                        outputs_uri,
+                        error_kind.clone(),
+                        error_text.clone(),
+                        id.into(),
+                        action.into(),
+                    ],
+                ));
+                statements.push((
+                    "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, \
+                     error_text = $4 WHERE id = $5",
+                    vec![
+                        phase.into(),
+                        end.ended_at.into(),
+                        error_kind,
+                        error_text,
+                        id.into(),
+                    ],
+                ));
+                if let Some(entry) = cache {
+                    statements.push(upsert_entry(entry));
+                    statements.push(event(
+                        id,
+                        action,
+                        kind::CACHE_WRITTEN,
+                        Some(format!("key {} ({})", entry.cache_key, entry.scope)),
+                    ));
+                }
+                let (k, detail) = match &end.outcome {
+                    Ok(_) => (kind::SUCCEEDED, None),
+                    Err((kind, text)) => (kind::FAILED, Some(format!("{kind}: {text}"))),
+                };
+                statements.push(event(id, action, k, detail));
+            }
+        }
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
+    }
+
+    /// Marks an attempt whose host stopped before it ended (found when resuming), so a new one
+    /// can start.
+    pub async fn mark_attempt_lost(
+        &self,
+        run_id: &str,
+        action_id: &str,
+        attempt: u32,
+    ) -> Result<(), RecordsError> {
+        let what = format!("marking attempt {attempt} of run {run_id} lost");
+        let text = "the host stopped before the attempt ended";
+        let statements = [
+            (
+                "UPDATE attempts SET phase = $1, ended_at = $2, error_kind = $3, error_text = $4 \
+                 WHERE run_id = $5 AND action_id = $6 AND attempt = $7",
+                vec![
+                    PHASE_LOST.into(),
+                    now_micros().into(),
+                    "lost".into(),
+                    text.into(),
+                    run_id.into(),
+                    action_id.into(),
+                    (attempt as i64).into(),
+                ],
+            ),
+            event(
+                run_id,
+                action_id,
+                kind::ATTEMPT_LOST,
+                Some(format!("attempt {attempt}: {text}")),
+            ),
+        ];
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
+    }
+}
