@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Benchmarks on a release build, beside Flyte v2 local measured in the same run
-# (set up the peer once with ../shared/peers/flyte/setup.sh; without it the peer is skipped).
-# usage: scripts/bench.sh [N=1000]   (chain, records, files and frames)
+# Benchmarks on a release build, beside Flyte v2 local measured in the same run (installed
+# into target/tools/flyte-venv by the peer's setup.sh on first use; skipped if that fails).
+# usage: scripts/bench.sh [N=1000]   (chain, cache, records, files and frames)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/build-guests.sh
 cargo build --quiet --release -p sluice-bench
-target/release/sluice-bench chain "${1:-1000}"
+# The peer (Flyte v2 local) in a venv of our own: its directory may be read-only.
+peer=../shared/peers/flyte
+if [ ! -x target/tools/flyte-venv/bin/python ] && [ -x "$peer/setup.sh" ]; then
+  bash "$peer/setup.sh" "$root/target/tools/flyte-venv" || echo "the Flyte peer could not be installed; it is skipped"
+fi
+# The chain also runs on PostgreSQL, on a server started here and stopped on exit.
+trap 'bash scripts/postgres.sh stop' EXIT
+pg_url=$(bash scripts/postgres.sh start | tail -1) || pg_url=""
+SLUICE_BENCH_POSTGRES="$pg_url" target/release/sluice-bench chain "${1:-1000}"
+target/release/sluice-bench cache "${1:-1000}"
 target/release/sluice-bench records 2000
 target/release/sluice-bench files 1024
 target/release/sluice-bench frames 1000000

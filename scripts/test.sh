@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The second command of the README, and what CI runs: builds the guests once, then every test.
+# The second command of the README, and what CI runs: builds the guests once, then every test
+# on the embedded default (SQLite file), then the end-to-end suite again on PostgreSQL (a
+# server this script starts on 127.0.0.1 and stops).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/build-guests.sh
 bash scripts/test-servers.sh
 cargo test --workspace --quiet
+
+trap 'bash scripts/postgres.sh stop' EXIT
+if ! pg_url=$(bash scripts/postgres.sh start | tail -1); then
+  echo "SKIPPED: the PostgreSQL pass: the server could not start here (see target/tools/postgres/server.log)" >&2
+  exit 0
+fi
+# The `sluice` command tests (cli::, crash::) drive the binary on its embedded default and
+# check the SQLite file itself; every other end-to-end test runs again on PostgreSQL.
+echo "the end-to-end suite again, on PostgreSQL ($pg_url)"
+SLUICE_TEST_POSTGRES="$pg_url" cargo test --quiet -p sluice-tests --test e2e -- \
+  --skip cli:: --skip crash::

@@ -5,10 +5,16 @@
 //!
 //! `sluice-bench records [N]`: the records layer alone, on each backend (see records.rs).
 //!
+//! `sluice-bench cache [N]`: cache hits and misses (see cache.rs).
+//!
+//! The chain also runs on PostgreSQL when `SLUICE_BENCH_POSTGRES` holds a server URL
+//! (`scripts/bench.sh` starts one).
+//!
 //! `sluice-bench files [MiB]` and `sluice-bench frames [rows]`: the data plane (see data.rs).
 //!
 //! Run with `scripts/bench.sh` (release build; debug figures mislead).
 
+mod cache;
 mod data;
 mod peer;
 mod records;
@@ -134,10 +140,11 @@ async fn main() {
     match case.as_str() {
         "chain" => {}
         "records" => return records::run(n).await,
+        "cache" => return cache::run(n).await,
         "files" => return data::files(n as u64).await,
         "frames" => return data::frames(n).await,
         _ => {
-            eprintln!("usage: sluice-bench chain|records [N] | files [MiB] | frames [rows]");
+            eprintln!("usage: sluice-bench chain|records|cache [N] | files [MiB] | frames [rows]");
             std::process::exit(2);
         }
     }
@@ -161,6 +168,20 @@ async fn main() {
     let memory = memory_host(memory_home.path()).await;
     let memory_figures = chain(&memory, n).await;
 
+    let postgres_figures = match std::env::var("SLUICE_BENCH_POSTGRES") {
+        Ok(server) if !server.is_empty() => {
+            let pg_home = tempfile::tempdir().expect("temporary home");
+            let pg = Host::builder()
+                .home(pg_home.path())
+                .database_url(sluice_tests::fresh_postgres_database(&server).await)
+                .build()
+                .await
+                .expect("PostgreSQL host");
+            Some(chain(&pg, n).await)
+        }
+        _ => None,
+    };
+
     let flyte = peer::flyte_chain(100);
     println!("chain of {n} tasks x -> x + 1, one run each, fresh sandbox per task (release build)");
     print_row(
@@ -175,6 +196,15 @@ async fn main() {
         30.0,
         flyte.in_memory_ms,
     );
+    match &postgres_figures {
+        Some(f) => print_row(
+            "sluice durable (postgres+file)",
+            f,
+            150.0,
+            flyte.in_memory_ms,
+        ),
+        None => println!("PostgreSQL: not measured (set SLUICE_BENCH_POSTGRES)"),
+    }
     println!(
         "durable vs Flyte persisted ({FLYTE_PERSISTED_QUOTED_MS} ms per task, quoted by the peer's README, not measured here): {:.1}x faster",
         FLYTE_PERSISTED_QUOTED_MS * 1e3 / us(durable_figures.median)

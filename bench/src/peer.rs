@@ -17,13 +17,27 @@ fn peer_dir() -> PathBuf {
         })
 }
 
+/// The peer's Python: `SLUICE_FLYTE_PYTHON`, else the venv `scripts/bench.sh` makes in
+/// `target/tools/flyte-venv` (the peer's own directory may be read-only), else the peer's `.venv`.
+fn peer_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SLUICE_FLYTE_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let ours =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/flyte-venv/bin/python");
+    if ours.exists() {
+        return ours;
+    }
+    peer_dir().join(".venv/bin/python")
+}
+
 /// Runs one of the peer's scripts with `args` and returns the JSON it prints, or why not.
 fn run_peer_script(args: &[&str]) -> Result<serde_json::Value, String> {
     let dir = peer_dir();
-    let python = dir.join(".venv/bin/python");
+    let python = peer_python();
     if !python.exists() {
         return Err(format!(
-            "no venv at {} (run its setup.sh)",
+            "no Python at {} (scripts/bench.sh installs the peer)",
             python.display()
         ));
     }
@@ -59,6 +73,28 @@ pub fn flyte_chain(n: usize) -> PeerChain {
         },
         Err(why) => PeerChain {
             in_memory_ms: None,
+            note: Some(format!("not measured: {why}")),
+        },
+    }
+}
+
+pub struct PeerCache {
+    pub hit_ms: Option<f64>,
+    pub miss_ms: Option<f64>,
+    pub note: Option<String>,
+}
+
+/// Runs the peer's cached chain of `n` tasks: cold (miss + write) then warm (hits), per task.
+pub fn flyte_cache(n: usize) -> PeerCache {
+    match run_peer_script(&["chain.py", "cache-cold", &n.to_string(), "5"]) {
+        Ok(json) => PeerCache {
+            hit_ms: json["warm_per_task_ms_median"].as_f64(),
+            miss_ms: json["cold_per_task_ms"].as_f64(),
+            note: None,
+        },
+        Err(why) => PeerCache {
+            hit_ms: None,
+            miss_ms: None,
             note: Some(format!("not measured: {why}")),
         },
     }

@@ -101,7 +101,18 @@ async fn overwrite_runs_again_and_replaces_the_entry() {
     let t = test_host().await;
     let first = run(&t, RunRequest::new("versioned").input("x", 4i64)).await;
     let hit = run(&t, RunRequest::new("versioned").input("x", 4i64)).await;
-    assert_eq!(cache_status(&details(&t, &hit.run_id).await), "hit");
+    let d = details(&t, &hit.run_id).await;
+    assert_eq!(cache_status(&d), "hit");
+    // Same inputs document as the entry's run: the hit points at it and stores nothing.
+    let source = details(&t, &first.run_id).await;
+    assert_eq!(d.actions[0].inputs_uri, source.actions[0].inputs_uri);
+    assert_eq!(d.inputs, source.inputs);
+    let hit_dir = t
+        .home
+        .path()
+        .join("store/default/development")
+        .join(&hit.run_id);
+    assert!(!hit_dir.exists());
 
     let over = run(
         &t,

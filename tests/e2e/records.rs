@@ -130,3 +130,11 @@ async fn unknown_database_urls_are_refused_by_name() {
         "{err}"
     );
 }
+
+/// The database the suite runs on: a SQLite file, or PostgreSQL when `scripts/test.sh` runs the
+/// suite a second time against its server.
+#[tokio::test]
+async fn the_configured_test_database() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(&sluice_tests::test_database_url(dir.path()).await).await;
+}

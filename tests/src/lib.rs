@@ -72,10 +72,54 @@ pub struct TestHost {
     pub home: tempfile::TempDir,
 }
 
+/// Environment variable holding a PostgreSQL server URL: when set, every test host gets a fresh
+/// database on that server instead of a SQLite file (`scripts/test.sh` runs the suite both ways).
+pub const POSTGRES_ENV: &str = "SLUICE_TEST_POSTGRES";
+
+/// The database a new test host uses: a SQLite file in its home, or a new PostgreSQL database
+/// when [`POSTGRES_ENV`] is set.
+pub async fn test_database_url(home: &Path) -> String {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(server) if !server.is_empty() => fresh_postgres_database(&server).await,
+        _ => format!("sqlite://{}/sluice.db", home.display()),
+    }
+}
+
+/// Creates an empty database on the server at `server_url` and returns its URL.
+pub async fn fresh_postgres_database(server_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("t{}", ulid_like());
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .expect("connecting to the test PostgreSQL server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("creating a test database");
+    let base = server_url.rsplit_once('/').map_or(server_url, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// A name no other test process picks: time, process id and a counter.
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{nanos:x}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 pub async fn test_host() -> TestHost {
     let home = tempfile::tempdir().expect("temporary home");
     let host = Host::builder()
         .home(home.path())
+        .database_url(test_database_url(home.path()).await)
         // Keep the pool small: many tests run at once in one process.
         .max_instances(16)
         // Compile each fixture once per test run, not once per test (big guests take seconds).

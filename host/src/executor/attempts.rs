@@ -143,7 +143,7 @@ pub async fn run_attempts(
             None => AfterAttempt::Final {
                 cache: match (&stored, &action.cache) {
                     (Ok(uri), Some(plan)) => {
-                        Some(plan.entry(&action.run_id, &action.action_id, uri))
+                        Some(Box::new(plan.entry(&action.run_id, &action.action_id, uri)))
                     }
                     _ => None,
                 },

@@ -57,11 +57,18 @@ pub struct CachePlan {
     pub component_digest: String,
     pub serialize: bool,
     pub max_age_ms: Option<u64>,
+    /// The run's stored inputs document and its SHA-256, when known (recorded in the entry so
+    /// a hit with the same document can point at it instead of storing a copy).
+    pub inputs: Option<(String, String)>,
 }
 
 impl CachePlan {
     /// The entry a successful action with these outputs writes.
     pub fn entry(&self, run_id: &str, action_id: &str, outputs_uri: &str) -> CacheEntry {
+        let (inputs_uri, inputs_sha256) = match &self.inputs {
+            Some((uri, sha)) => (Some(uri.clone()), Some(sha.clone())),
+            None => (None, None),
+        };
         CacheEntry {
             cache_key: self.key.clone(),
             scope: self.scope.clone(),
@@ -71,6 +78,8 @@ impl CachePlan {
             run_id: run_id.to_string(),
             action_id: action_id.to_string(),
             created_at: now_micros(),
+            inputs_uri,
+            inputs_sha256,
         }
     }
 }
@@ -175,6 +184,7 @@ pub fn plan(
         component_digest: component.digest.clone(),
         serialize: spec.cache.serialize,
         max_age_ms: spec.cache.max_age_ms,
+        inputs: None,
     })
 }
 
@@ -182,7 +192,7 @@ pub fn plan(
 pub enum Lookup {
     /// A usable entry and its outputs, whole.
     Hit {
-        entry: CacheEntry,
+        entry: Box<CacheEntry>,
         outputs: BTreeMap<String, Value>,
     },
     /// No usable entry, and why.
@@ -204,7 +214,10 @@ pub async fn lookup(ctx: &RunContext<'_>, plan: &CachePlan) -> Result<Lookup, Ru
         }
     }
     match intact_outputs(ctx, &entry).await {
-        Ok(outputs) => Ok(Lookup::Hit { entry, outputs }),
+        Ok(outputs) => Ok(Lookup::Hit {
+            entry: Box::new(entry),
+            outputs,
+        }),
         Err(gone) => {
             // The entry can never answer again; a newer one (same key) is left alone.
             ctx.records

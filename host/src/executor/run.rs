@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use super::attempts::{failure, run_attempts, stored_form, ActionOutcome, ActionRun};
 use super::cache::{self, CachePlan, Lookup};
 use super::offload::inline_offloaded;
@@ -117,12 +119,15 @@ pub async fn execute(
         _ => None,
     };
     let stored_bytes = stored.unwrap_or_else(|_| msgpack::encode_document(&BTreeMap::new()));
-    let inputs_uri = ctx.store.put(&prefix.inputs(), stored_bytes).await?;
-
-    let plan = match &input_failure {
+    let inputs_path = prefix.inputs();
+    let mut plan = match &input_failure {
         None => cache::plan(component, spec, inputs_doc, &req.project, &req.domain),
         Some(_) => None,
     };
+    if let Some(plan) = &mut plan {
+        let sha = hex::encode(Sha256::digest(&stored_bytes));
+        plan.inputs = Some((ctx.store.uri_of(&inputs_path), sha));
+    }
     let mut new_run = NewRun {
         run_id: run_id.clone(),
         project: req.project.clone(),
@@ -131,7 +136,7 @@ pub async fn execute(
         task: spec.name.clone(),
         action_id: ROOT_ACTION.to_string(),
         started_at: now_micros(),
-        inputs_uri: inputs_uri.clone(),
+        inputs_uri: String::new(), // set once stored (a cache hit may not store it)
         raw_data_path: req.raw_data_path.clone(),
         cache_key: plan.as_ref().map(|p| p.key.clone()),
         cache_status: match (&plan, req.overwrite_cache) {
@@ -156,8 +161,15 @@ pub async fn execute(
                     outputs,
                     outputs_uri,
                     detail,
+                    entry_inputs,
                 } => {
                     new_run.cache_status = "hit".to_string();
+                    // The same inputs document as the entry's run: point at it rather than
+                    // storing a copy (a hit then writes no object at all).
+                    new_run.inputs_uri = match (entry_inputs, &plan.inputs) {
+                        (Some((uri, sha)), Some((_, ours))) if &sha == ours => uri,
+                        _ => ctx.store.put(&inputs_path, stored_bytes).await?,
+                    };
                     ctx.records
                         .record_cache_hit(&new_run, &outputs_uri, detail)
                         .await?;
@@ -184,24 +196,31 @@ pub async fn execute(
         }
     }
 
-    ctx.records.create_run(&new_run, &extra_events).await?;
-    let action = ActionRun {
-        component,
-        spec,
-        limits,
-        inline_limit,
-        run_id: run_id.clone(),
-        action_id: ROOT_ACTION.to_string(),
-        project: req.project.clone(),
-        domain: req.domain.clone(),
-        raw_data_path: req.raw_data_path.clone(),
-        inputs_uri,
-        inputs: checked.unwrap_or_default(),
-        inputs_bytes,
-        input_failure,
-        cache: plan.clone(),
-    };
-    let result = run_attempts(ctx, &action, 1, 0).await;
+    // A reservation is given back whatever happens next, or waiting runs would wait for a
+    // run that never writes its entry.
+    let result = async {
+        let inputs_uri = ctx.store.put(&inputs_path, stored_bytes).await?;
+        new_run.inputs_uri = inputs_uri.clone();
+        ctx.records.create_run(&new_run, &extra_events).await?;
+        let action = ActionRun {
+            component,
+            spec,
+            limits,
+            inline_limit,
+            run_id: run_id.clone(),
+            action_id: ROOT_ACTION.to_string(),
+            project: req.project.clone(),
+            domain: req.domain.clone(),
+            raw_data_path: req.raw_data_path.clone(),
+            inputs_uri,
+            inputs: checked.unwrap_or_default(),
+            inputs_bytes,
+            input_failure,
+            cache: plan.clone(),
+        };
+        run_attempts(ctx, &action, 1, 0).await
+    }
+    .await;
     if let (true, Some(plan)) = (reserved, &plan) {
         ctx.records
             .cache_release(&plan.key, &plan.scope, &run_id)
@@ -229,6 +248,8 @@ enum CacheAnswer {
         outputs: BTreeMap<String, Value>,
         outputs_uri: String,
         detail: String,
+        /// The entry's inputs document and its SHA-256.
+        entry_inputs: Option<(String, String)>,
     },
     /// Run the task; `reserved` when this run holds the key of a serialized cache.
     Miss { reason: String, reserved: bool },
@@ -261,6 +282,7 @@ async fn answer_from_cache(
                     outputs,
                     outputs_uri: entry.outputs_uri,
                     detail,
+                    entry_inputs: entry.inputs_uri.zip(entry.inputs_sha256),
                 });
             }
             Lookup::Miss(reason) if !plan.serialize => {

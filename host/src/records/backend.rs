@@ -20,7 +20,10 @@ use super::RecordsError;
 /// A value bound to, or read from, a statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
+    /// NULL for a text column.
     Null,
+    /// NULL for an integer column (PostgreSQL types every parameter, NULLs included).
+    NullInt,
     Int(i64),
     Text(String),
 }
@@ -45,9 +48,19 @@ impl From<i64> for SqlValue {
         SqlValue::Int(i)
     }
 }
-impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
-    fn from(v: Option<T>) -> Self {
-        v.map(Into::into).unwrap_or(SqlValue::Null)
+impl From<Option<i64>> for SqlValue {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(SqlValue::NullInt, SqlValue::Int)
+    }
+}
+impl From<Option<&str>> for SqlValue {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(SqlValue::Null, Into::into)
+    }
+}
+impl From<Option<String>> for SqlValue {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(SqlValue::Null, Into::into)
     }
 }
 
@@ -82,6 +95,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_events_cache_traces",
         include_str!("../../migrations/0002_events_cache_traces.sql"),
+    ),
+    (
+        "0003_cache_inputs",
+        include_str!("../../migrations/0003_cache_inputs.sql"),
     ),
 ];
 
@@ -318,6 +335,7 @@ fn bind_all<'q>(
     for p in params {
         query = match p {
             SqlValue::Null => query.bind(Option::<String>::None),
+            SqlValue::NullInt => query.bind(Option::<i64>::None),
             SqlValue::Int(i) => query.bind(*i),
             SqlValue::Text(s) => query.bind(s.clone()),
         };
@@ -329,7 +347,7 @@ impl rusqlite::ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
         Ok(ToSqlOutput::Borrowed(match self {
-            SqlValue::Null => ValueRef::Null,
+            SqlValue::Null | SqlValue::NullInt => ValueRef::Null,
             SqlValue::Int(i) => ValueRef::Integer(*i),
             SqlValue::Text(s) => ValueRef::Text(s.as_bytes()),
         }))

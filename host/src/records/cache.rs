@@ -20,10 +20,14 @@ pub struct CacheEntry {
     pub run_id: String,
     pub action_id: String,
     pub created_at: i64,
+    /// The inputs document of the run that made the entry, and its SHA-256.
+    pub inputs_uri: Option<String>,
+    pub inputs_sha256: Option<String>,
 }
 
 const SELECT_ENTRY: &str = "SELECT cache_key, scope, task, component_digest, outputs_uri, \
-                            run_id, action_id, created_at FROM cache_entries";
+                            run_id, action_id, created_at, inputs_uri, inputs_sha256 \
+                            FROM cache_entries";
 const ENTRY_KINDS: &[Kind] = &[
     Kind::Text,
     Kind::Text,
@@ -33,6 +37,8 @@ const ENTRY_KINDS: &[Kind] = &[
     Kind::Text,
     Kind::Text,
     Kind::Int,
+    Kind::Text,
+    Kind::Text,
 ];
 
 fn entry_from_row(row: Vec<SqlValue>) -> CacheEntry {
@@ -49,6 +55,8 @@ fn entry_from_row(row: Vec<SqlValue>) -> CacheEntry {
         run_id,
         action_id,
         created_at: row.next().and_then(|v| v.int()).unwrap_or_default(),
+        inputs_uri: row.next().and_then(|v| v.text()),
+        inputs_sha256: row.next().and_then(|v| v.text()),
     }
 }
 
@@ -56,11 +64,13 @@ fn entry_from_row(row: Vec<SqlValue>) -> CacheEntry {
 pub(crate) fn upsert_entry(entry: &CacheEntry) -> Statement {
     (
         "INSERT INTO cache_entries (cache_key, scope, task, component_digest, outputs_uri, \
-         run_id, action_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         run_id, action_id, created_at, inputs_uri, inputs_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (cache_key, scope) DO UPDATE SET task = excluded.task, \
          component_digest = excluded.component_digest, outputs_uri = excluded.outputs_uri, \
          run_id = excluded.run_id, action_id = excluded.action_id, \
-         created_at = excluded.created_at",
+         created_at = excluded.created_at, inputs_uri = excluded.inputs_uri, \
+         inputs_sha256 = excluded.inputs_sha256",
         vec![
             (&entry.cache_key).into(),
             (&entry.scope).into(),
@@ -70,6 +80,8 @@ pub(crate) fn upsert_entry(entry: &CacheEntry) -> Statement {
             (&entry.run_id).into(),
             (&entry.action_id).into(),
             entry.created_at.into(),
+            entry.inputs_uri.as_deref().into(),
+            entry.inputs_sha256.as_deref().into(),
         ],
     )
 }

@@ -47,7 +47,7 @@ pub struct AttemptEnd {
 pub enum AfterAttempt {
     /// The action (and, for the root action, the run) ends with this attempt's outcome; a
     /// successful one may also be written to the cache.
-    Final { cache: Option<CacheEntry> },
+    Final { cache: Option<Box<CacheEntry>> },
     /// Another attempt follows after `delay_ms`.
     Retry { next_attempt: u32, delay_ms: u64 },
 }
