@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sluice_host::{Host, RunRequest};
 
-use super::{median_of, memory_host, peer, us, WARM_UP_RUNS};
+use super::{durable_host, median_of, memory_host, peer, us, WARM_UP_RUNS};
 
 /// Goals of issue 4, per task.
 const HIT_GOAL_US: f64 = 50.0;
@@ -53,11 +53,7 @@ fn verdict(value: Duration, goal_us: f64) -> &'static str {
 
 pub async fn run(n: usize) {
     let home = tempfile::tempdir().expect("temporary home");
-    let durable = Host::builder()
-        .home(home.path())
-        .build()
-        .await
-        .expect("durable host");
+    let durable = durable_host(home.path()).await;
     let (d_miss, d_hit) = misses_then_hits(&durable, n).await;
     let memory_home = tempfile::tempdir().expect("temporary home");
     let memory = memory_host(memory_home.path()).await;

@@ -121,6 +121,15 @@ fn print_row(label: &str, f: &Figures, goal_us: f64, peer_ms: Option<f64>) {
     );
 }
 
+/// A host on the embedded defaults: SQLite file and local directory store under `home`.
+async fn durable_host(home: &std::path::Path) -> Host {
+    Host::builder()
+        .home(home)
+        .build()
+        .await
+        .expect("durable host")
+}
+
 /// A host that persists nothing: in-memory SQLite and `memory://`.
 async fn memory_host(home: &std::path::Path) -> Host {
     Host::builder()
@@ -157,11 +166,7 @@ async fn main() {
     }
 
     let home = tempfile::tempdir().expect("temporary home");
-    let durable = Host::builder()
-        .home(home.path())
-        .build()
-        .await
-        .expect("durable host");
+    let durable = durable_host(home.path()).await;
     let durable_figures = chain(&durable, n).await;
 
     let memory_home = tempfile::tempdir().expect("temporary home");
