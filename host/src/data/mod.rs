@@ -26,8 +26,9 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-/// Documents up to this size are written to a local store directly on the calling thread: the
-/// write takes microseconds, a hand-off to the blocking pool costs more (see BENCHMARKS.md).
+/// Documents up to this size are written to and read from a local store directly on the calling
+/// thread: the I/O takes microseconds, a hand-off to the blocking pool costs more (see
+/// BENCHMARKS.md).
 pub const INLINE_WRITE_MAX_BYTES: usize = 256 * 1024;
 
 /// Longest project or domain name.
@@ -268,6 +269,18 @@ impl DataStore {
     /// Reads a whole object by URI.
     pub async fn get(&self, uri: &str) -> Result<Bytes, DataError> {
         let path = self.path_of(uri)?;
+        // Small local objects (documents) are read in place: object_store's local reads hop to
+        // a blocking thread, which costs more than the read (a cache hit is mostly this read).
+        if let Some(dir) = &self.local_dir {
+            let local_error = |e| objects::io_error(uri, e);
+            let size = dir.metadata(path.as_ref()).map_err(local_error)?.len();
+            if size <= INLINE_WRITE_MAX_BYTES as u64 {
+                return dir
+                    .read(path.as_ref())
+                    .map(Bytes::from)
+                    .map_err(local_error);
+            }
+        }
         let result = self
             .store
             .get(&path)
