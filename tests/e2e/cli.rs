@@ -181,3 +181,58 @@ fn a_directory_is_uploaded_built_and_downloaded() {
     assert_eq!(get.status.code(), Some(0), "{}", text(&get.stderr));
     assert_eq!(std::fs::read_to_string(dest.join("y/z")).unwrap(), "y/z");
 }
+
+/// The cache key is the same in separate processes: a second `sluice run` is answered from the
+/// first one's entry; `cache list`, `cache clear` and `--overwrite-cache` work from the command.
+#[test]
+fn the_cache_works_across_processes_and_from_the_command() {
+    let home = tempfile::tempdir().unwrap();
+    let wasm = fixture("durable");
+    let wasm = wasm.to_str().unwrap();
+    let add = |note: &str, extra: &[&str]| {
+        let note = format!("note={note}");
+        let mut args = vec!["run", wasm, "cached_add", "--in", "x=1", "--in", "y=2"];
+        args.extend(["--in", note.as_str()]);
+        args.extend(extra);
+        let out = sluice(home.path(), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(outputs["o0"], 3);
+    };
+    let newest_action = || {
+        let list = sluice(home.path(), &["runs", "list", "--json"]);
+        let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let id = runs[0]["id"].as_str().unwrap().to_string();
+        let show = sluice(home.path(), &["runs", "show", &id, "--json"]);
+        let run: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        run["actions"][0].clone()
+    };
+    add("first", &[]);
+    let first = newest_action();
+    add("second", &[]);
+    let second = newest_action();
+    assert_eq!(
+        (
+            first["cache_status"].as_str(),
+            second["cache_status"].as_str()
+        ),
+        (Some("miss"), Some("hit"))
+    );
+    assert_eq!(first["cache_key"], second["cache_key"]);
+
+    let list = sluice(home.path(), &["cache", "list", "--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 1);
+    assert_eq!(entries[0]["task"], "fixture-durable.cached_add");
+    assert_eq!(entries[0]["cache_key"], first["cache_key"]);
+
+    add("third", &["--overwrite-cache"]);
+    assert_eq!(newest_action()["cache_status"], "overwrite");
+    let clear = sluice(
+        home.path(),
+        &["cache", "clear", "--task", "fixture-durable.cached_add"],
+    );
+    assert_eq!(text(&clear.stdout).trim(), "removed 1 cache entry");
+    add("fourth", &[]);
+    assert_eq!(newest_action()["cache_status"], "miss");
+}
