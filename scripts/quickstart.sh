@@ -24,5 +24,13 @@ dropped=$("$sluice" run "$files" drop_column --in data="$shuffled" --in column=s
   sed -n 's/.*"o0": "\(.*\)".*/\1/p')
 "$sluice" cat "$dropped"
 
+# Caching: the second run (only the ignored `note` differs) is answered from the first one's
+# entry; `runs show` prints its action tree and events.
+durable=target/wasm32-wasip2/release/fixture_durable.wasm
+"$sluice" run "$durable" cached_add --in x=1 --in y=2 --in note=first
+"$sluice" run "$durable" cached_add --in x=1 --in y=2 --in note=second
+"$sluice" runs show "$("$sluice" runs list --limit 1 --json | sed -n 's/.*"id": "\(r[0-9a-z]*\)".*/\1/p' | head -1)"
+"$sluice" cache list
+
 # The same host embedded in a Rust program, for two tenants:
 cargo run --quiet -p example-embed -- "$wasm" .sluice

@@ -44,7 +44,7 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
             );
             for e in entries {
                 println!(
-                    "{:<20} {:<24} {:<28} {:<20} {}",
+                    "{:<32} {:<24} {:<28} {:<20} {}",
                     e.task,
                     e.scope,
                     e.run_id,
