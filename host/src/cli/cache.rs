@@ -39,7 +39,7 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
                 return Ok(exit::OK);
             }
             println!(
-                "{:<20} {:<24} {:<28} {:<20} KEY",
+                "{:<32} {:<24} {:<28} {:<20} KEY",
                 "TASK", "SCOPE", "RUN", "CREATED"
             );
             for e in entries {
