@@ -299,6 +299,14 @@ async fn answer_from_cache(
                     .cache_reserve(&plan.key, &plan.scope, run_id, expires)
                     .await?
                 {
+                    // The holder may have written its entry and released the key between our
+                    // lookup and our reservation: look once more before running.
+                    if let Lookup::Hit { .. } = cache::lookup(ctx, plan).await? {
+                        ctx.records
+                            .cache_release(&plan.key, &plan.scope, run_id)
+                            .await?;
+                        continue;
+                    }
                     return Ok(CacheAnswer::Miss {
                         reason,
                         reserved: true,
