@@ -20,14 +20,14 @@ use serde::Serialize;
 
 use crate::data::{DataError, DataStore, Stores};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
-use crate::executor::offload::inline_offloaded;
+use crate::executor::offload::{read_document, OffloadError};
 use crate::executor::run::RunContext;
 use crate::executor::{execute, resume, Limits, RunError, RunOutcome, RunRequest};
 use crate::gc::{GcError, GcReport};
 use crate::records::{
     ActionRecord, AttemptRecord, EventRecord, Records, RecordsError, RunFilter, RunRecord,
 };
-use crate::values::{msgpack, Value};
+use crate::values::Value;
 
 /// Environment variable naming the sluice home (default `.sluice` in the working directory).
 pub const HOME_ENV: &str = "SLUICE_HOME";
@@ -369,14 +369,14 @@ impl Host {
         uri: &str,
         side: &str,
     ) -> Result<BTreeMap<String, Value>, HostError> {
-        let bad = |message: String| HostError::Io {
-            path: uri.to_string(),
-            message,
-        };
-        let bytes = self.store.get(uri).await?;
-        let doc = msgpack::decode_document(&bytes, uri).map_err(|e| bad(e.to_string()))?;
-        inline_offloaded(&self.stores, doc, side, None)
+        read_document(&self.store, &self.stores, uri, side)
             .await
-            .map_err(|e| bad(e.to_string()))
+            .map_err(|e| match e {
+                OffloadError::Document(e) => HostError::Data(e),
+                other => HostError::Io {
+                    path: uri.to_string(),
+                    message: other.to_string(),
+                },
+            })
     }
 }

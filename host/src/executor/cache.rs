@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::offload::inline_offloaded;
+use super::offload::read_document;
 use super::run::RunContext;
 use super::RunError;
 use crate::engine::LoadedComponent;
@@ -236,13 +236,7 @@ async fn intact_outputs(
     ctx: &RunContext<'_>,
     entry: &CacheEntry,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let bytes = ctx
-        .store
-        .get(&entry.outputs_uri)
-        .await
-        .map_err(|e| e.to_string())?;
-    let doc = msgpack::decode_document(&bytes, &entry.outputs_uri).map_err(|e| e.to_string())?;
-    let doc = inline_offloaded(ctx.stores, doc, "outputs", None)
+    let doc = read_document(ctx.store, ctx.stores, &entry.outputs_uri, "outputs")
         .await
         .map_err(|e| e.to_string())?;
     for (path, meta) in collect_refs(&doc, "outputs").map_err(|e| e.to_string())? {

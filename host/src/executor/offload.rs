@@ -23,6 +23,9 @@ pub enum OffloadError {
     },
     #[error(transparent)]
     Value(#[from] ValueError),
+    /// The document itself could not be fetched.
+    #[error(transparent)]
+    Document(DataError),
 }
 
 /// The stored form of `doc`: values above `threshold` bytes moved to objects beside the
@@ -86,4 +89,17 @@ pub async fn inline_offloaded(
         out.insert(name, value);
     }
     Ok(out)
+}
+
+/// A recorded document read back from `store`, with its offloaded values brought back (what
+/// `runs show`, a resume and a cache lookup all need).
+pub async fn read_document(
+    store: &DataStore,
+    stores: &Stores,
+    uri: &str,
+    side: &str,
+) -> Result<BTreeMap<String, Value>, OffloadError> {
+    let bytes = store.get(uri).await.map_err(OffloadError::Document)?;
+    let doc = msgpack::decode_document(&bytes, uri)?;
+    inline_offloaded(stores, doc, side, None).await
 }

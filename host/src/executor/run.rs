@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::attempts::{failure, run_attempts, stored_form, ActionOutcome, ActionRun};
 use super::cache::{self, CachePlan, Lookup};
-use super::offload::inline_offloaded;
+use super::offload::{self, inline_offloaded, OffloadError};
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 use crate::data::{check_scope_name, AttemptPrefix, DataStore, Stores};
 use crate::engine::{AttemptLimits, Engine, LoadedComponent};
@@ -433,15 +433,13 @@ async fn read_document(
     uri: &str,
     side: &str,
 ) -> Result<BTreeMap<String, Value>, RunError> {
-    let bytes = ctx.store.get(uri).await?;
-    let doc = msgpack::decode_document(&bytes, uri).map_err(|e| RunError::Corrupt {
-        uri: uri.to_string(),
-        message: e.to_string(),
-    })?;
-    inline_offloaded(ctx.stores, doc, side, None)
+    offload::read_document(ctx.store, ctx.stores, uri, side)
         .await
-        .map_err(|e| RunError::Corrupt {
-            uri: uri.to_string(),
-            message: e.to_string(),
+        .map_err(|e| match e {
+            OffloadError::Document(e) => RunError::Data(e),
+            other => RunError::Corrupt {
+                uri: uri.to_string(),
+                message: other.to_string(),
+            },
         })
 }
