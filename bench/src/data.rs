@@ -85,7 +85,7 @@ fn local_path(uri: &str) -> PathBuf {
 
 async fn timed_run(
     host: &Host,
-    env: &sluice_host::engine::LoadedComponent,
+    env: &std::sync::Arc<sluice_host::engine::LoadedComponent>,
     req: RunRequest,
 ) -> (Duration, Value) {
     let started = Instant::now();

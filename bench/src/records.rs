@@ -11,6 +11,7 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
     let records = Records::connect(url).await.expect("connect");
     let run = |i: usize| NewRun {
         run_id: format!("r{i:08}"),
+        parent_id: None,
         project: "bench".into(),
         domain: "dev".into(),
         component_digest: "d".into(),
@@ -25,7 +26,7 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
     let started = Instant::now();
     for i in 0..n {
         let new = run(i);
-        records.create_run(&new, &[]).await.expect("start");
+        records.create_action(&new, &[]).await.expect("start");
         records
             .finish_attempt(
                 &AttemptEnd {
@@ -37,6 +38,7 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
                     log_uri: None,
                     instantiate_us: Some(1),
                     call_us: Some(1),
+                    ends_run: true,
                 },
                 &AfterAttempt::Final { cache: None },
             )

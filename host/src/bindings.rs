@@ -15,4 +15,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::sluice::task::environment;
-pub use sluice::task::{data, log, trace, types};
+pub use sluice::task::{data, log, tasks, trace, types};

@@ -12,17 +12,19 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::data::{DataError, DataStore, Stores};
 use crate::engine::{Engine, EngineConfig, EngineError, LoadedComponent};
+use crate::executor::context::ComponentError;
 use crate::executor::offload::{read_document, OffloadError};
-use crate::executor::run::RunContext;
-use crate::executor::{execute, resume, Limits, RunError, RunOutcome, RunRequest};
+use crate::executor::{
+    execute, resume, Limits, Progress, RunContext, RunError, RunOutcome, RunRequest,
+};
 use crate::gc::{GcError, GcReport};
 use crate::records::{
     ActionRecord, AttemptRecord, EventRecord, Records, RecordsError, RunFilter, RunRecord,
@@ -47,6 +49,16 @@ pub enum HostError {
     Run(#[from] RunError),
     #[error(transparent)]
     Gc(#[from] GcError),
+}
+
+impl From<ComponentError> for HostError {
+    fn from(e: ComponentError) -> Self {
+        match e {
+            ComponentError::Io { path, message } => HostError::Io { path, message },
+            ComponentError::Engine(e) => HostError::Engine(e),
+            ComponentError::Records(e) => HostError::Records(e),
+        }
+    }
 }
 
 /// Builds a [`Host`]. Every setting has an embedded default: a SQLite file and a local object
@@ -155,13 +167,14 @@ impl HostBuilder {
             stores.allow_prefix(prefix);
         }
         Ok(Host {
-            engine,
-            records,
-            store,
-            stores: Arc::new(stores),
-            limits: self.limits,
+            ctx: Arc::new(RunContext::new(
+                engine,
+                records,
+                store,
+                Arc::new(stores),
+                self.limits,
+            )),
             home,
-            loaded: Mutex::default(),
         })
     }
 }
@@ -182,13 +195,8 @@ pub struct RunDetails {
 
 /// The sluice host: an engine, a database, an object store, and the loaded components.
 pub struct Host {
-    engine: Engine,
-    records: Records,
-    store: DataStore,
-    stores: Arc<Stores>,
-    limits: Limits,
+    ctx: Arc<RunContext>,
     home: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<LoadedComponent>>>,
 }
 
 impl Host {
@@ -200,17 +208,17 @@ impl Host {
         &self.home
     }
     pub fn records(&self) -> &Records {
-        &self.records
+        &self.ctx.records
     }
     pub fn store(&self) -> &DataStore {
-        &self.store
+        &self.ctx.store
     }
     /// Every store references resolve against (the default store first).
     pub fn stores(&self) -> &Arc<Stores> {
-        &self.stores
+        &self.ctx.stores
     }
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.ctx.limits
     }
 
     /// Loads a component file (see [`Host::load_bytes`]).
@@ -218,87 +226,55 @@ impl Host {
         &self,
         path: impl AsRef<Path>,
     ) -> Result<Arc<LoadedComponent>, HostError> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| HostError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        self.load_bytes(&bytes, &path.display().to_string()).await
+        let path = path.as_ref().display().to_string();
+        Ok(self.ctx.load_file(&path).await?)
     }
 
     /// Loads a component: compiles it (or maps its cached machine code), asks it to describe its
-    /// tasks, and registers it. Loading the same bytes again returns the same component.
+    /// tasks, and registers it. Loading the same bytes again returns the same component. Its
+    /// tasks can then be called by tasks of other components as `<environment>.<task>`.
     pub async fn load_bytes(
         &self,
         bytes: &[u8],
         source_name: &str,
     ) -> Result<Arc<LoadedComponent>, HostError> {
-        let component = Arc::new(self.engine.load(bytes, source_name).await?);
-        if let Some(existing) = self.lock_loaded().get(&component.digest) {
-            return Ok(existing.clone());
-        }
-        self.records
-            .register_component(
-                &component.digest,
-                source_name,
-                &component.environment,
-                component.size_bytes,
-                &component.tasks,
-            )
-            .await?;
-        let mut loaded = self.lock_loaded();
-        let entry = loaded.entry(component.digest.clone()).or_insert(component);
-        Ok(entry.clone())
-    }
-
-    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedComponent>>> {
-        match self.loaded.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    fn context(&self) -> RunContext<'_> {
-        RunContext {
-            engine: &self.engine,
-            records: &self.records,
-            store: &self.store,
-            stores: &self.stores,
-            limits: &self.limits,
-        }
+        Ok(self.ctx.load_bytes(bytes, source_name).await?)
     }
 
     /// Runs a task of a loaded component and records the run.
     pub async fn run(
         &self,
-        component: &LoadedComponent,
+        component: &Arc<LoadedComponent>,
         request: RunRequest,
     ) -> Result<RunOutcome, RunError> {
-        execute(&self.context(), component, request).await
+        execute(&self.ctx, component, request).await
     }
 
     /// Continues a run whose host stopped before it ended (see [`resume`]), loading its
     /// component from where it was first loaded; a run that ended is returned as recorded.
     pub async fn resume(&self, run_id: &str) -> Result<RunOutcome, HostError> {
-        let Some((run, _, _)) = self.records.run(run_id).await? else {
+        let Some((run, _, _)) = self.ctx.records.run(run_id).await? else {
             return Err(RunError::UnknownRun(run_id.to_string()).into());
         };
         let source = self
+            .ctx
             .records
             .component_source(&run.component_digest)
             .await?
             .unwrap_or_default();
         let component = self.load_file(&source).await?;
-        Ok(self.resume_with(&component, run_id).await?)
+        Ok(self.resume_with(&component, run_id, None).await?)
     }
 
-    /// Continues a run with a component the caller loaded (it must be the run's own).
+    /// Continues a run with a component the caller loaded (it must be the run's own), counting
+    /// its child actions into `progress` when given.
     pub async fn resume_with(
         &self,
-        component: &LoadedComponent,
+        component: &Arc<LoadedComponent>,
         run_id: &str,
+        progress: Option<Arc<Progress>>,
     ) -> Result<RunOutcome, RunError> {
-        resume(&self.context(), component, run_id).await
+        resume(&self.ctx, component, run_id, progress).await
     }
 
     /// Removes the objects of runs that ended more than `older_than` ago, and the cache
@@ -308,17 +284,17 @@ impl Host {
         older_than: std::time::Duration,
         dry_run: bool,
     ) -> Result<GcReport, HostError> {
-        Ok(crate::gc::collect(&self.records, &self.store, older_than, dry_run).await?)
+        Ok(crate::gc::collect(&self.ctx.records, &self.ctx.store, older_than, dry_run).await?)
     }
 
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, HostError> {
-        Ok(self.records.list_runs(filter).await?)
+        Ok(self.ctx.records.list_runs(filter).await?)
     }
 
     /// A recorded run with its inputs, outputs and log read back from the store.
     pub async fn run_details(&self, run_id: &str) -> Result<Option<RunDetails>, HostError> {
-        let Some((run, actions, attempts)) = self.records.run(run_id).await? else {
+        let Some((run, actions, attempts)) = self.ctx.records.run(run_id).await? else {
             return Ok(None);
         };
         let root = actions.iter().find(|a| a.parent_id.is_none());
@@ -330,15 +306,16 @@ impl Host {
         let outputs = self
             .read_if_present(root.and_then(|a| a.outputs_uri.as_deref()), "outputs")
             .await?;
-        let log = match attempts.last().and_then(|a| a.log_uri.as_deref()) {
-            Some(uri) => match self.store.get(uri).await {
+        let root_attempt = root.and_then(|r| attempts.iter().rfind(|a| a.action_id == r.id));
+        let log = match root_attempt.and_then(|a| a.log_uri.as_deref()) {
+            Some(uri) => match self.ctx.store.get(uri).await {
                 Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
                 Err(DataError::Missing { .. }) => None,
                 Err(e) => return Err(e.into()),
             },
             None => None,
         };
-        let events = self.records.events(run_id).await?;
+        let events = self.ctx.records.events(run_id).await?;
         Ok(Some(RunDetails {
             run,
             actions,
@@ -369,7 +346,7 @@ impl Host {
         uri: &str,
         side: &str,
     ) -> Result<BTreeMap<String, Value>, HostError> {
-        read_document(&self.store, &self.stores, uri, side)
+        read_document(&self.ctx.store, &self.ctx.stores, uri, side)
             .await
             .map_err(|e| match e {
                 OffloadError::Document(e) => HostError::Data(e),

@@ -41,7 +41,7 @@ fn run_prints_outputs_and_records_the_run() {
     assert!(shown.contains("phase    succeeded"), "{shown}");
     assert!(shown.contains("\"total_cents\": 5550"), "{shown}");
     // The action tree: the root action, its attempt, and its events.
-    assert!(shown.contains("actions\n  a0 "), "{shown}");
+    assert!(shown.contains("actions  1\n  a0 "), "{shown}");
     assert!(shown.contains("    attempt 1 succeeded"), "{shown}");
     for event in ["created", "started", "succeeded"] {
         assert!(shown.contains(&format!(" {event} ")), "{event}: {shown}");

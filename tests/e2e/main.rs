@@ -1,5 +1,6 @@
 //! End-to-end tests: fixture components run through the host, outcomes read back from records.
 
+mod calls;
 mod cli;
 mod crash;
 mod durable;

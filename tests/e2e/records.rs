@@ -17,6 +17,7 @@ async fn exercise(url: &str) {
         .unwrap();
     for (i, project) in ["alpha", "beta", "alpha"].iter().enumerate() {
         let run = NewRun {
+            parent_id: None,
             run_id: format!("r{i}"),
             project: project.to_string(),
             domain: "dev".into(),
@@ -29,7 +30,7 @@ async fn exercise(url: &str) {
             cache_key: None,
             cache_status: "disabled".into(),
         };
-        records.create_run(&run, &[]).await.unwrap();
+        records.create_action(&run, &[]).await.unwrap();
         let outcome = if i == 1 {
             Err(("user".to_string(), "bad".to_string()))
         } else {
@@ -46,6 +47,7 @@ async fn exercise(url: &str) {
                     log_uri: None,
                     instantiate_us: Some(5),
                     call_us: Some(7),
+                    ends_run: true,
                 },
                 &AfterAttempt::Final { cache: None },
             )
@@ -88,6 +90,7 @@ async fn exercise(url: &str) {
     assert!(records.run("nope").await.unwrap().is_none());
     // A run id used twice is refused and leaves the first record as it was.
     let dup = NewRun {
+        parent_id: None,
         run_id: "r0".into(),
         project: "alpha".into(),
         domain: "dev".into(),
@@ -100,7 +103,7 @@ async fn exercise(url: &str) {
         cache_key: None,
         cache_status: "disabled".into(),
     };
-    assert!(records.create_run(&dup, &[]).await.is_err(), "{url}");
+    assert!(records.create_action(&dup, &[]).await.is_err(), "{url}");
     let (run, _, _) = records.run("r0").await.unwrap().unwrap();
     assert_eq!(run.phase, "succeeded", "{url}");
 }

@@ -116,9 +116,15 @@ fn ulid_like() -> String {
 }
 
 pub async fn test_host() -> TestHost {
+    test_host_with(sluice_host::Limits::default()).await
+}
+
+/// A test host with its own limits.
+pub async fn test_host_with(limits: sluice_host::Limits) -> TestHost {
     let home = tempfile::tempdir().expect("temporary home");
     let host = Host::builder()
         .home(home.path())
+        .limits(limits)
         .database_url(test_database_url(home.path()).await)
         // Keep the pool small: many tests run at once in one process.
         .max_instances(16)

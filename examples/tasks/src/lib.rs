@@ -43,7 +43,10 @@ fn summarize(orders: Vec<Order>, only: Option<Status>) -> Summary {
         orders: kept.len() as i64,
         total_cents: kept.iter().map(|o| o.amount_cents).sum(),
         by_customer,
-        biggest: kept.iter().max_by_key(|o| o.amount_cents).map(|o| (*o).clone()),
+        biggest: kept
+            .iter()
+            .max_by_key(|o| o.amount_cents)
+            .map(|o| (*o).clone()),
     }
 }
 

@@ -249,6 +249,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         Some(d) => quote! { ::std::option::Option::Some(::std::string::String::from(#d)) },
         None => quote! { ::std::option::Option::None },
     };
+    let calls = call_api(&input_idents, &input_types, &output_types);
     let output_lifetimes = if output_types.is_empty() {
         quote! {}
     } else {
@@ -277,6 +278,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             struct Outputs #output_lifetimes {
                 #(#output_idents: &'a #output_types,)*
             }
+
+            #calls
 
             impl TaskDef for Task {
                 const NAME: &'static str = #task_name;
@@ -328,4 +331,119 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             }
         }
     })
+}
+
+/// The typed calls generated beside a task: `call`, `submit` and `map` (see `sluice::tasks`).
+/// Each bound is written `for<'__s> T: Trait` so it is checked where a call is made: a task
+/// whose types cannot be encoded or decoded by a caller still compiles, it just cannot be
+/// called from Rust.
+fn call_api(
+    input_idents: &[syn::Ident],
+    input_types: &[Type],
+    output_types: &[Type],
+) -> TokenStream {
+    let in_params: Vec<_> = (0..input_types.len())
+        .map(|i| format_ident!("__I{}", i))
+        .collect();
+    let out_params: Vec<_> = (0..output_types.len())
+        .map(|i| format_ident!("__O{}", i))
+        .collect();
+    let out_idents: Vec<_> = (0..output_types.len())
+        .map(|i| format_ident!("o{}", i))
+        .collect();
+    let in_generics = if in_params.is_empty() {
+        quote! {}
+    } else {
+        quote! { <#(#in_params),*> }
+    };
+    let out_generics = if out_params.is_empty() {
+        quote! {}
+    } else {
+        quote! { <#(#out_params),*> }
+    };
+    let out_value = match output_types.len() {
+        0 => quote! { () },
+        1 => quote! { o0 },
+        _ => quote! { (#(#out_idents),*) },
+    };
+    let out_type = match output_types.len() {
+        0 => quote! { () },
+        1 => {
+            let t = &output_types[0];
+            quote! { #t }
+        }
+        _ => quote! { (#(#output_types),*) },
+    };
+    let map_item = match input_types.len() {
+        0 => quote! { () },
+        1 => {
+            let t = &input_types[0];
+            quote! { #t }
+        }
+        _ => quote! { (#(#input_types),*) },
+    };
+    let map_bind = match input_idents.len() {
+        0 => quote! { () },
+        1 => {
+            let i = &input_idents[0];
+            quote! { #i }
+        }
+        _ => quote! { (#(#input_idents),*) },
+    };
+    let bounds = quote! {
+        #(for<'__s> #input_types: ::sluice::__private::serde::Serialize,)*
+        #(for<'__s> #output_types: ::sluice::__private::serde::de::DeserializeOwned,)*
+    };
+    quote! {
+        #[derive(::sluice::__private::serde::Serialize)]
+        #[serde(crate = "::sluice::__private::serde")]
+        struct __CallInputs #in_generics {
+            #(#input_idents: #in_params,)*
+        }
+
+        #[derive(::sluice::__private::serde::Deserialize)]
+        #[serde(crate = "::sluice::__private::serde")]
+        struct __CallOutputs #out_generics {
+            #(#out_idents: #out_params,)*
+        }
+
+        #[allow(unused_variables)]
+        fn __decode(task: &str, bytes: &[u8]) -> ::std::result::Result<#out_type, ::sluice::CallError>
+        where #bounds
+        {
+            let __CallOutputs { #(#out_idents),* } = ::sluice::tasks::decode_document::<__CallOutputs<#(#output_types),*>>(task, bytes)?;
+            ::std::result::Result::Ok(#out_value)
+        }
+
+        /// Calls the task as a child action and waits for its outputs.
+        #[allow(dead_code, clippy::too_many_arguments)]
+        pub fn call(#(#input_idents: #input_types),*) -> ::std::result::Result<#out_type, ::sluice::CallError>
+        where #bounds
+        {
+            ::sluice::tasks::call_with(<Task as ::sluice::__private::TaskDef>::NAME, &__CallInputs { #(#input_idents),* }, __decode)
+        }
+
+        /// Starts the task as a child action; wait for it with `.wait()` or `sluice::as_completed`.
+        #[allow(dead_code, clippy::too_many_arguments)]
+        pub fn submit(#(#input_idents: #input_types),*) -> ::sluice::Pending<#out_type>
+        where #bounds
+        {
+            ::sluice::tasks::submit_with(<Task as ::sluice::__private::TaskDef>::NAME, &__CallInputs { #(#input_idents),* }, __decode)
+        }
+
+        /// Calls the task once per item (the inputs, a tuple when there are several).
+        #[allow(dead_code)]
+        pub fn map<__Items>(items: __Items) -> ::sluice::Map<#out_type>
+        where
+            __Items: ::std::iter::IntoIterator<Item = #map_item>,
+            #bounds
+        {
+            ::sluice::tasks::map_with(
+                <Task as ::sluice::__private::TaskDef>::NAME,
+                items,
+                |#map_bind| __CallInputs { #(#input_idents),* },
+                __decode,
+            )
+        }
+    }
 }

@@ -34,6 +34,7 @@ mod files;
 #[cfg(feature = "dataframe")]
 mod frames;
 pub mod log;
+pub mod tasks;
 mod time;
 mod trace;
 mod types;
@@ -46,6 +47,7 @@ pub use files::{
 #[cfg(feature = "dataframe")]
 pub use frames::{Batches, DataFrame, FrameRead, FrameWriter};
 pub use sluice_macros::{task, Type};
+pub use tasks::{as_completed, call, map, submit, CallError, Map, Pending};
 pub use time::{Datetime, Duration};
 pub use trace::{attempt, trace, trace_iter, try_trace, Traced};
 pub use types::{Bytes, SluiceType, TypeTable};

@@ -4,6 +4,7 @@ mod cache;
 mod describe;
 mod gc;
 mod objects;
+mod progress;
 mod run;
 mod runs;
 

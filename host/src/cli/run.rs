@@ -12,7 +12,10 @@ use sluice_host::values::types::Param;
 use sluice_host::values::{RefKind, TypeDesc};
 use sluice_host::{Host, RunRequest};
 
+use super::progress::{Bar, Mode};
 use super::{exit, runs, Failure};
+use sluice_host::executor::Progress;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,6 +47,13 @@ pub struct Args {
     /// Store URL for the files and directories this run creates (default: the host's store).
     #[arg(long, value_name = "URL")]
     raw_data_path: Option<String>,
+    /// Another component whose tasks this run's tasks call as `<environment>.<task>`
+    /// (repeatable; components loaded before are found in the records too).
+    #[arg(long = "with", value_name = "COMPONENT")]
+    with: Vec<PathBuf>,
+    /// The live line of child tasks done / total, failures and elapsed time, on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: Mode,
 }
 
 fn read_inputs(args: &Args) -> Result<BTreeMap<String, Json>, Failure> {
@@ -127,15 +137,23 @@ fn run_error(e: sluice_host::RunError) -> Failure {
 }
 
 pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
+    for path in &args.with {
+        host.load_file(path).await?;
+    }
+    let progress = Arc::new(Progress::default());
     if let Some(run_id) = &args.resume {
+        let bar = Bar::start(args.progress, progress.clone());
         let outcome = match &args.component {
             Some(path) => {
                 let env = host.load_file(path).await?;
-                host.resume_with(&env, run_id).await.map_err(run_error)?
+                host.resume_with(&env, run_id, Some(progress))
+                    .await
+                    .map_err(run_error)
             }
-            None => host.resume(run_id).await?,
+            None => host.resume(run_id).await.map_err(Failure::from),
         };
-        return report(host, &args, outcome).await;
+        bar.finish().await;
+        return report(host, &args, outcome?).await;
     }
     let (Some(component), Some(task)) = (&args.component, &args.task) else {
         return Err(Failure::usage(
@@ -162,8 +180,10 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
     if let Some(url) = &args.raw_data_path {
         request = request.raw_data_path(url);
     }
-    let outcome = host.run(&env, request).await.map_err(run_error)?;
-    report(host, &args, outcome).await
+    let bar = Bar::start(args.progress, progress.clone());
+    let outcome = host.run(&env, request.progress(progress)).await;
+    bar.finish().await;
+    report(host, &args, outcome.map_err(run_error)?).await
 }
 
 /// Prints a run's outputs (or its whole record) and picks the exit code.

@@ -1,7 +1,9 @@
 //! `sluice runs list` and `sluice runs show <run>`
 
+use std::collections::{BTreeMap, HashMap};
+
 use clap::Subcommand;
-use sluice_host::records::RunFilter;
+use sluice_host::records::{ActionRecord, AttemptRecord, EventRecord, RunFilter};
 use sluice_host::values::json::document_to_json;
 use sluice_host::Host;
 
@@ -25,6 +27,9 @@ pub enum Command {
         run: String,
         #[arg(long)]
         json: bool,
+        /// List every child action (by default the first 20 under each action, then counts).
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -74,7 +79,7 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        Command::Show { run, json } => {
+        Command::Show { run, json, all } => {
             if json {
                 return print_run_json(host, &run).await.map(|_| exit::OK);
             }
@@ -108,8 +113,12 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
             if r.purged_at.is_some() {
                 println!("purged   its objects were removed by `sluice gc`");
             }
-            println!("actions");
-            print_tree(&d, None, 1);
+            let failed = d.actions.iter().filter(|a| a.phase == "failed").count();
+            match failed {
+                0 => println!("actions  {}", d.actions.len()),
+                _ => println!("actions  {} ({failed} failed)", d.actions.len()),
+            }
+            Tree::new(&d, all).print(None, 1);
             if let Some(log) = &d.log {
                 println!("log:\n{}", log.trim_end());
             }
@@ -118,14 +127,75 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
     }
 }
 
-/// Prints the actions under `parent` (the root when none), each with its attempts and events.
-fn print_tree(d: &sluice_host::RunDetails, parent: Option<&str>, depth: usize) {
-    let indent = "  ".repeat(depth);
-    for action in d
-        .actions
-        .iter()
-        .filter(|a| a.parent_id.as_deref() == parent)
-    {
+/// Children listed under one action by `runs show` unless `--all` is given.
+const CHILDREN_SHOWN: usize = 20;
+
+/// The run's actions, attempts and events grouped for printing as a tree.
+struct Tree<'a> {
+    children: HashMap<Option<&'a str>, Vec<&'a ActionRecord>>,
+    attempts: HashMap<&'a str, Vec<&'a AttemptRecord>>,
+    events: HashMap<&'a str, Vec<&'a EventRecord>>,
+    show_all: bool,
+}
+
+impl<'a> Tree<'a> {
+    fn new(d: &'a sluice_host::RunDetails, show_all: bool) -> Self {
+        let mut tree = Tree {
+            children: HashMap::new(),
+            attempts: HashMap::new(),
+            events: HashMap::new(),
+            show_all,
+        };
+        for a in &d.actions {
+            tree.children
+                .entry(a.parent_id.as_deref())
+                .or_default()
+                .push(a);
+        }
+        for a in &d.attempts {
+            tree.attempts
+                .entry(a.action_id.as_str())
+                .or_default()
+                .push(a);
+        }
+        for e in &d.events {
+            tree.events.entry(e.action_id.as_str()).or_default().push(e);
+        }
+        tree
+    }
+
+    /// Prints the actions under `parent` (the root when none), each with its attempts and
+    /// events; past `CHILDREN_SHOWN` of them, a count by phase of the rest.
+    fn print(&self, parent: Option<&str>, depth: usize) {
+        let indent = "  ".repeat(depth);
+        let Some(actions) = self.children.get(&parent) else {
+            return;
+        };
+        let shown = if self.show_all || parent.is_none() {
+            actions.len()
+        } else {
+            actions.len().min(CHILDREN_SHOWN)
+        };
+        for action in &actions[..shown] {
+            self.print_action(action, &indent);
+            self.print(Some(&action.id), depth + 1);
+        }
+        let rest = &actions[shown..];
+        if !rest.is_empty() {
+            let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+            for a in rest {
+                *phases.entry(a.phase.as_str()).or_default() += 1;
+            }
+            let counts: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
+            println!(
+                "{indent}... {} more ({}; --all lists them)",
+                rest.len(),
+                counts.join(", ")
+            );
+        }
+    }
+
+    fn print_action(&self, action: &ActionRecord, indent: &str) {
         let took = action
             .ended_at
             .map(|e| human_duration(e - action.started_at))
@@ -138,7 +208,7 @@ fn print_tree(d: &sluice_host::RunDetails, parent: Option<&str>, depth: usize) {
             "{indent}{} {} {} in {took}{cache}",
             action.id, action.task, action.phase
         );
-        for a in d.attempts.iter().filter(|a| a.action_id == action.id) {
+        for a in self.attempts.get(action.id.as_str()).into_iter().flatten() {
             let took = a
                 .ended_at
                 .map(|e| human_duration(e - a.started_at))
@@ -155,7 +225,7 @@ fn print_tree(d: &sluice_host::RunDetails, parent: Option<&str>, depth: usize) {
                 a.call_us.map(human_duration).unwrap_or_default(),
             );
         }
-        for e in d.events.iter().filter(|e| e.action_id == action.id) {
+        for e in self.events.get(action.id.as_str()).into_iter().flatten() {
             println!(
                 "{indent}  {} {:<16} {}",
                 human_time(e.at),
@@ -163,7 +233,6 @@ fn print_tree(d: &sluice_host::RunDetails, parent: Option<&str>, depth: usize) {
                 e.detail.as_deref().unwrap_or("")
             );
         }
-        print_tree(d, Some(&action.id), depth + 1);
     }
 }
 

@@ -12,6 +12,7 @@ use super::log::AttemptLog;
 use super::EngineError;
 use crate::bindings::{log as wit_log, types::TaskError, TaskEnvironmentPre};
 use crate::data::DataSession;
+use crate::executor::children::CallSession;
 use crate::spec::TaskSpec;
 use crate::traces::TraceSession;
 
@@ -133,6 +134,15 @@ pub struct AttemptState {
     pub(super) data_handles: usize,
     /// The action's checkpoints; none while a component is described.
     pub(super) trace: Option<TraceSession>,
+    /// The attempt's calls to other tasks; none while a component is described.
+    pub(super) calls: Option<CallSession>,
+}
+
+/// What the host hands one attempt: its data plane, its checkpoints, its calls.
+pub(crate) struct Sessions {
+    pub data: DataSession,
+    pub trace: TraceSession,
+    pub calls: CallSession,
 }
 
 impl AttemptState {
@@ -170,8 +180,7 @@ impl crate::bindings::types::Host for AttemptState {}
 fn new_store(
     engine: &wasmtime::Engine,
     limits: &AttemptLimits,
-    data: Option<DataSession>,
-    trace: Option<TraceSession>,
+    sessions: Option<Sessions>,
 ) -> Store<AttemptState> {
     let log = AttemptLog::new(limits.log_bytes);
     // No preopened directories, environment, arguments or network: the guest gets only what the
@@ -180,6 +189,10 @@ fn new_store(
         .stdout(log.clone())
         .stderr(log.clone())
         .build();
+    let (data, trace, calls) = match sessions {
+        Some(s) => (Some(s.data), Some(s.trace), Some(s.calls)),
+        None => (None, None, None),
+    };
     let state = AttemptState {
         wasi,
         table: ResourceTable::new(),
@@ -192,6 +205,7 @@ fn new_store(
         data,
         data_handles: 0,
         trace,
+        calls,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -247,11 +261,10 @@ pub(crate) async fn run_attempt(
     limits: &AttemptLimits,
     task: &str,
     inputs: &[u8],
-    data: DataSession,
-    trace: TraceSession,
+    sessions: Sessions,
 ) -> AttemptReport {
     let started = Instant::now();
-    let mut store = new_store(engine, limits, Some(data), Some(trace));
+    let mut store = new_store(engine, limits, Some(sessions));
     let instance = match pre.instantiate_async(&mut store).await {
         Ok(instance) => instance,
         Err(e) => {
@@ -309,7 +322,7 @@ pub(crate) async fn describe_component(
         source_name: source_name.to_string(),
         message,
     };
-    let mut store = new_store(engine, limits, None, None);
+    let mut store = new_store(engine, limits, None);
     let instance = pre
         .instantiate_async(&mut store)
         .await

@@ -1,13 +1,14 @@
 //! The wasmtime layer: one engine per host (pooling allocator, epoch deadlines), components
 //! precompiled once and cached on disk, one `InstancePre` per component and a fresh store per
 //! attempt. Knows nothing of SQL; the guest's data calls go to the attempt's `DataSession`, its
-//! trace calls to its `TraceSession`.
+//! trace calls to its `TraceSession`, its calls to other tasks to its `CallSession`.
 
 mod attempt;
 mod compile;
 pub mod data_host;
 mod describe;
 pub mod log;
+mod tasks_host;
 mod trace_host;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub use compile::{CompileSource, LoadedComponent};
 
 use crate::bindings::TaskEnvironment;
 use crate::data::DataSession;
+use crate::executor::children::CallSession;
 use crate::traces::TraceSession;
 use attempt::AttemptState;
 
@@ -165,6 +167,7 @@ impl Drop for Engine {
 
 impl Engine {
     /// Runs one attempt of `task` in a fresh instance of `component`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_attempt(
         &self,
         component: &LoadedComponent,
@@ -173,6 +176,7 @@ impl Engine {
         inputs: &[u8],
         data: DataSession,
         trace: TraceSession,
+        calls: CallSession,
     ) -> AttemptReport {
         attempt::run_attempt(
             &self.engine,
@@ -180,8 +184,7 @@ impl Engine {
             limits,
             task,
             inputs,
-            data,
-            trace,
+            attempt::Sessions { data, trace, calls },
         )
         .await
     }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::CachePlan;
+use super::children::{acquire_running, CallSession, RunShared};
+use super::context::RunContext;
 use super::offload::offload;
-use super::run::RunContext;
 use super::{RunError, RunFailure, RunTimings};
 use crate::data::{AttemptPrefix, DataError, DataSession, DataStore};
 use crate::engine::{AttemptFailure, AttemptLimits, LoadedComponent};
@@ -24,10 +25,14 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 
 /// Everything the attempts of one action share.
 pub struct ActionRun<'a> {
-    pub component: &'a LoadedComponent,
+    pub component: Arc<LoadedComponent>,
     pub spec: &'a TaskSpec,
     pub limits: AttemptLimits,
     pub inline_limit: u64,
+    /// What the run's actions share (limits on children, progress).
+    pub run: Arc<RunShared>,
+    /// 0 for the run's root action, 1 for its children, and so on.
+    pub depth: u32,
     pub run_id: String,
     pub action_id: String,
     pub project: String,
@@ -60,7 +65,7 @@ pub(crate) fn failure(kind: &str, message: impl Into<String>) -> RunFailure {
 /// Whether another attempt could succeed where this one failed: user errors when the task
 /// says so; system errors (the guest's own failure, traps, deadlines, the memory cap, host
 /// faults) always; invalid inputs or outputs never (the same bytes would fail the same way).
-fn worth_retrying(f: &RunFailure) -> bool {
+pub(crate) fn worth_retrying(f: &RunFailure) -> bool {
     match f.kind.as_str() {
         "user" => f.retryable,
         "input" | "output" => false,
@@ -79,7 +84,7 @@ fn retry_delay(spec: &TaskSpec, retry: u32) -> Duration {
 /// left. `failed_before` counts attempts that already failed (a resumed run's), which use up
 /// retries; the first attempt's row must already exist.
 pub async fn run_attempts(
-    ctx: &RunContext<'_>,
+    ctx: &Arc<RunContext>,
     action: &ActionRun<'_>,
     first: u32,
     failed_before: u32,
@@ -160,6 +165,7 @@ pub async fn run_attempts(
                     log_uri,
                     instantiate_us: Some(outcome.timings.instantiate.as_micros() as i64),
                     call_us: Some(outcome.timings.call.as_micros() as i64),
+                    ends_run: action.depth == 0,
                 },
                 &after,
             )
@@ -183,7 +189,7 @@ pub async fn run_attempts(
 
 /// One attempt in a fresh sandbox, its outputs decoded and checked (not yet stored).
 async fn one_attempt(
-    ctx: &RunContext<'_>,
+    ctx: &Arc<RunContext>,
     action: &ActionRun<'_>,
     attempt: u32,
     prefix: &AttemptPrefix,
@@ -215,15 +221,29 @@ async fn one_attempt(
         prefix.as_str(),
         action.inline_limit,
     );
+    // A child waits for a running slot in its run and in the host; the root always runs.
+    let permits = match action.depth {
+        0 => None,
+        _ => acquire_running(ctx, &action.run).await,
+    };
+    let calls = CallSession::new(
+        ctx.clone(),
+        action.run.clone(),
+        action.component.clone(),
+        &action.action_id,
+        action.depth,
+        permits,
+    );
     let report = ctx
         .engine
         .run_attempt(
-            action.component,
+            &action.component,
             &action.limits,
             &action.spec.name,
             &action.inputs_bytes,
             session,
             trace,
+            calls,
         )
         .await;
     timings.instantiate = report.instantiate_time;
@@ -244,7 +264,7 @@ async fn one_attempt(
 /// The bytes to store for a document whose full encoding is `full`: the same bytes when it is
 /// small, otherwise with its big values offloaded; either way checked against the inline limit.
 pub(crate) async fn stored_form(
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     prefix: &AttemptPrefix,
     side: &str,
     doc: &BTreeMap<String, Value>,
@@ -256,7 +276,7 @@ pub(crate) async fn stored_form(
         // No single value can be above the threshold when the whole document is not.
         return Ok(within_limit(full.to_vec(), side, inline_limit));
     }
-    let stored = offload(ctx.store, prefix, side, doc, threshold).await?;
+    let stored = offload(&ctx.store, prefix, side, doc, threshold).await?;
     Ok(within_limit(
         msgpack::encode_document(&stored),
         side,
@@ -303,14 +323,14 @@ fn accept_outputs(
         msgpack::decode_document(bytes, "outputs").map_err(|e| failure("output", e.to_string()))?;
     let doc = conform_document(doc, &spec.interface.outputs, "outputs")
         .map_err(|e| failure("output", e.to_string()))?;
-    check_output_refs(doc, session).map_err(|e| failure("output", e.to_string()))
+    check_refs(doc, "outputs", session).map_err(|e| failure("output", e.to_string()))
 }
 
 /// The attempt's data session: new objects under the attempt's prefix in the run's raw-data
 /// store, and a grant for every reference in the inputs (each checked to be one this project
 /// may pass).
 fn data_session(
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     action: &ActionRun<'_>,
     prefix: &AttemptPrefix,
 ) -> Result<DataSession, RunFailure> {
@@ -335,13 +355,15 @@ fn data_session(
     Ok(session)
 }
 
-/// Refuses output references the attempt does not hold, and replaces what the guest said about
-/// an object it created by what the host measured (size, hash).
-fn check_output_refs(
+/// Refuses references (in the attempt's outputs, or in the inputs of a task it calls) that the
+/// attempt does not hold, and replaces what the guest said about an object it created by what
+/// the host measured (size, hash).
+pub(crate) fn check_refs(
     doc: BTreeMap<String, Value>,
+    side: &str,
     session: &DataSession,
 ) -> Result<BTreeMap<String, Value>, ValueError> {
-    map_refs(doc, "outputs", &mut |path, meta: RefMeta| {
+    map_refs(doc, side, &mut |path, meta: RefMeta| {
         let invalid = |e: DataError| ValueError::Invalid {
             path: path.clone(),
             message: e.to_string(),

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::context::RunContext;
 use super::offload::read_document;
-use super::run::RunContext;
 use super::RunError;
 use crate::engine::LoadedComponent;
 use crate::records::{now_micros, CacheEntry};
@@ -200,7 +200,7 @@ pub enum Lookup {
 }
 
 /// Finds the entry for `plan` and checks that everything it points at is still there.
-pub async fn lookup(ctx: &RunContext<'_>, plan: &CachePlan) -> Result<Lookup, RunError> {
+pub async fn lookup(ctx: &RunContext, plan: &CachePlan) -> Result<Lookup, RunError> {
     let Some(entry) = ctx.records.cache_lookup(&plan.key, &plan.scope).await? else {
         return Ok(Lookup::Miss("no entry for this key".into()));
     };
@@ -233,10 +233,10 @@ pub async fn lookup(ctx: &RunContext<'_>, plan: &CachePlan) -> Result<Lookup, Ru
 
 /// The entry's outputs, whole, if its document and every object it refers to still exist.
 async fn intact_outputs(
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     entry: &CacheEntry,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let doc = read_document(ctx.store, ctx.stores, &entry.outputs_uri, "outputs")
+    let doc = read_document(&ctx.store, &ctx.stores, &entry.outputs_uri, "outputs")
         .await
         .map_err(|e| e.to_string())?;
     for (path, meta) in collect_refs(&doc, "outputs").map_err(|e| e.to_string())? {

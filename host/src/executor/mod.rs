@@ -1,16 +1,19 @@
 //! The run lifecycle, the only place that ties engine, records and data together.
 //!
-//! A run today is one action (child calls come next): validate and store the inputs, answer
-//! from the cache when an entry fits, otherwise record the run as running and run attempts in
-//! fresh sandboxes until one is accepted or no retry is left; each attempt's outputs are
-//! validated and stored before any record says it succeeded.
+//! A run is a root action and the child actions its tasks call (see [`children`]). Each action:
+//! validate and store the inputs, answer from the cache when an entry fits, otherwise record it
+//! as running and run attempts in fresh sandboxes until one is accepted or no retry is left;
+//! each attempt's outputs are validated and stored before any record says it succeeded.
 
 pub mod attempts;
 pub mod cache;
+pub mod children;
+pub mod context;
 pub mod offload;
 pub(crate) mod run;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,6 +22,8 @@ use crate::data::DataError;
 use crate::records::RecordsError;
 use crate::values::Value;
 
+pub use children::{Progress, ProgressSnapshot};
+pub use context::RunContext;
 pub use run::{execute, resume, ROOT_ACTION};
 
 /// Host-wide defaults for every attempt; a task's own settings override them.
@@ -35,6 +40,17 @@ pub struct Limits {
     /// An input or output value whose encoding is larger than this is stored as its own object
     /// and referenced from the document (1 MiB).
     pub offload_threshold_bytes: u64,
+    /// Child actions running an attempt at once across the host (128, and at most half the
+    /// engine's instance pool: parents waiting for children keep their instances). A parent
+    /// waiting for its children does not count, so nested calls cannot starve one another.
+    pub max_running_children: usize,
+    /// Child actions running an attempt at once within one run (64); also the concurrency of a
+    /// `map` that does not set its own.
+    pub max_running_children_per_run: usize,
+    /// How deep calls may nest: the root action is depth 0, its children depth 1 (8).
+    pub max_depth: u32,
+    /// Actions one run may create, its root included (100,000).
+    pub max_actions_per_run: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +61,10 @@ impl Default for Limits {
             memory_limit_bytes: 512 << 20,
             log_limit_bytes: 1 << 20,
             offload_threshold_bytes: 1 << 20,
+            max_running_children: 128,
+            max_running_children_per_run: 64,
+            max_depth: 8,
+            max_actions_per_run: 100_000,
         }
     }
 }
@@ -61,6 +81,8 @@ pub struct RunRequest {
     pub raw_data_path: Option<String>,
     /// Run even when a cache entry fits, and replace the entry with this run's outputs.
     pub overwrite_cache: bool,
+    /// Counts of the run's child actions, updated as they start and end (for progress bars).
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl RunRequest {
@@ -73,7 +95,14 @@ impl RunRequest {
             domain: "development".to_string(),
             raw_data_path: None,
             overwrite_cache: false,
+            progress: None,
         }
+    }
+
+    /// Counts the run's child actions into `progress` as they start and end.
+    pub fn progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Runs even when the cache holds an entry, and replaces the entry.
@@ -170,4 +199,6 @@ pub enum RunError {
     Data(#[from] DataError),
     #[error(transparent)]
     Records(#[from] RecordsError),
+    #[error(transparent)]
+    Component(#[from] context::ComponentError),
 }

@@ -9,26 +9,17 @@ use sha2::{Digest, Sha256};
 
 use super::attempts::{failure, run_attempts, stored_form, ActionOutcome, ActionRun};
 use super::cache::{self, CachePlan, Lookup};
+use super::children::{mark_all_lost, Progress, RunShared};
+use super::context::RunContext;
 use super::offload::{self, inline_offloaded, OffloadError};
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
-use crate::data::{check_scope_name, AttemptPrefix, DataStore, Stores};
-use crate::engine::{AttemptLimits, Engine, LoadedComponent};
+use crate::data::{check_scope_name, AttemptPrefix};
+use crate::engine::{AttemptLimits, LoadedComponent};
 use crate::records::events::kind;
-use crate::records::{now_micros, NewRun, Records, PHASE_RUNNING};
+use crate::records::{now_micros, NewRun, PHASE_RUNNING};
 use crate::spec::TaskSpec;
 use crate::values::validate::conform_document;
 use crate::values::{msgpack, Value};
-
-/// The parts a run uses.
-pub struct RunContext<'a> {
-    pub engine: &'a Engine,
-    pub records: &'a Records,
-    /// The default store: documents, and raw data unless the run names another place.
-    pub store: &'a DataStore,
-    /// Every store references may live in (the default one first).
-    pub stores: &'a Arc<Stores>,
-    pub limits: &'a Limits,
-}
 
 /// The id of a new run: a ULID, so ids sort by creation time.
 fn new_run_id() -> String {
@@ -38,7 +29,7 @@ fn new_run_id() -> String {
 /// The root action of a run (child actions of later versions get ids under it).
 pub const ROOT_ACTION: &str = "a0";
 
-fn attempt_limits(
+pub(crate) fn attempt_limits(
     spec: &TaskSpec,
     limits: &Limits,
     max_memory: u64,
@@ -77,15 +68,15 @@ fn task_of<'a>(component: &'a LoadedComponent, task: &str) -> Result<&'a TaskSpe
 /// Runs `req` and records it. Task failures are an `Ok` outcome; `Err` means the run could
 /// not be started or its record could not be written.
 pub async fn execute(
-    ctx: &RunContext<'_>,
-    component: &LoadedComponent,
+    ctx: &Arc<RunContext>,
+    component: &Arc<LoadedComponent>,
     req: RunRequest,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let spec = task_of(component, &req.task)?;
     check_scope_name("project", &req.project)?;
     check_scope_name("domain", &req.domain)?;
-    let limits = attempt_limits(spec, ctx.limits, ctx.engine.config().max_memory_bytes)?;
+    let limits = attempt_limits(spec, &ctx.limits, ctx.engine.config().max_memory_bytes)?;
     let inline_limit = spec
         .inline_limit_bytes
         .unwrap_or(ctx.limits.inline_limit_bytes);
@@ -95,9 +86,14 @@ pub async fn execute(
     // Inputs: bring back offloaded values, conform, offload big values, encode, store. An
     // invalid document is still stored (as given) when it fits, so `runs show` can display
     // what was rejected.
-    let given = inline_offloaded(ctx.stores, req.inputs.clone(), "inputs", Some(&req.project))
-        .await
-        .map_err(|e| failure("input", e.to_string()));
+    let given = inline_offloaded(
+        &ctx.stores,
+        req.inputs.clone(),
+        "inputs",
+        Some(&req.project),
+    )
+    .await
+    .map_err(|e| failure("input", e.to_string()));
     let checked = given.and_then(|doc| {
         conform_document(doc, &spec.interface.inputs, "inputs")
             .map_err(|e| failure("input", e.to_string()))
@@ -130,6 +126,7 @@ pub async fn execute(
     }
     let mut new_run = NewRun {
         run_id: run_id.clone(),
+        parent_id: None,
         project: req.project.clone(),
         domain: req.domain.clone(),
         component_digest: component.digest.clone(),
@@ -201,10 +198,21 @@ pub async fn execute(
     let result = async {
         let inputs_uri = ctx.store.put(&inputs_path, stored_bytes).await?;
         new_run.inputs_uri = inputs_uri.clone();
-        ctx.records.create_run(&new_run, &extra_events).await?;
+        ctx.records.create_action(&new_run, &extra_events).await?;
+        let run = RunShared::new(
+            ctx,
+            &run_id,
+            &req.project,
+            &req.domain,
+            req.raw_data_path.clone(),
+            1,
+            req.progress.clone().unwrap_or_default(),
+        );
         let action = ActionRun {
-            component,
+            component: component.clone(),
             spec,
+            run,
+            depth: 0,
             limits,
             inline_limit,
             run_id: run_id.clone(),
@@ -243,7 +251,7 @@ pub async fn execute(
     })
 }
 
-enum CacheAnswer {
+pub(crate) enum CacheAnswer {
     Hit {
         outputs: BTreeMap<String, Value>,
         outputs_uri: String,
@@ -256,8 +264,8 @@ enum CacheAnswer {
 }
 
 /// Looks the run up in the cache; with `serialize`, waits while another run holds the key.
-async fn answer_from_cache(
-    ctx: &RunContext<'_>,
+pub(crate) async fn answer_from_cache(
+    ctx: &RunContext,
     plan: &CachePlan,
     spec: &TaskSpec,
     limits: &AttemptLimits,
@@ -323,9 +331,10 @@ async fn answer_from_cache(
 /// runs, replaying the traces the lost ones recorded. A run that already ended is returned as
 /// recorded, running nothing.
 pub async fn resume(
-    ctx: &RunContext<'_>,
-    component: &LoadedComponent,
+    ctx: &Arc<RunContext>,
+    component: &Arc<LoadedComponent>,
     run_id: &str,
+    progress: Option<Arc<Progress>>,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let Some((run, actions, attempts)) = ctx.records.run(run_id).await? else {
@@ -367,15 +376,14 @@ pub async fn resume(
         });
     }
 
+    // Nothing of the run is running any more: every attempt left running is lost (children
+    // left running run again when the resumed root calls them).
+    mark_all_lost(ctx, run_id).await?;
     let mut last = 0;
     let mut failed = 0;
     for a in attempts.iter().filter(|a| a.action_id == ROOT_ACTION) {
         last = last.max(a.attempt as u32);
-        if a.phase == PHASE_RUNNING {
-            ctx.records
-                .mark_attempt_lost(run_id, ROOT_ACTION, a.attempt as u32)
-                .await?;
-        } else if a.phase != crate::records::PHASE_LOST {
+        if a.phase != PHASE_RUNNING && a.phase != crate::records::PHASE_LOST {
             failed += 1;
         }
     }
@@ -400,10 +408,21 @@ pub async fn resume(
         Ok(doc) => cache::plan(component, spec, doc, &run.project, &run.domain),
         Err(_) => None,
     };
+    let run_shared = RunShared::new(
+        ctx,
+        run_id,
+        &run.project,
+        &run.domain,
+        run.raw_data_path.clone(),
+        actions.len() as u64,
+        progress.unwrap_or_default(),
+    );
     let action = ActionRun {
-        component,
+        component: component.clone(),
         spec,
-        limits: attempt_limits(spec, ctx.limits, ctx.engine.config().max_memory_bytes)?,
+        run: run_shared,
+        depth: 0,
+        limits: attempt_limits(spec, &ctx.limits, ctx.engine.config().max_memory_bytes)?,
         inline_limit: spec
             .inline_limit_bytes
             .unwrap_or(ctx.limits.inline_limit_bytes),
@@ -429,11 +448,11 @@ pub async fn resume(
 
 /// A recorded document, with its offloaded values brought back.
 async fn read_document(
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     uri: &str,
     side: &str,
 ) -> Result<BTreeMap<String, Value>, RunError> {
-    offload::read_document(ctx.store, ctx.stores, uri, side)
+    offload::read_document(&ctx.store, &ctx.stores, uri, side)
         .await
         .map_err(|e| match e {
             OffloadError::Document(e) => RunError::Data(e),

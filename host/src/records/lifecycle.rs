@@ -9,10 +9,12 @@ use super::events::{event, kind, Statement};
 use super::runs::{PHASE_FAILED, PHASE_LOST, PHASE_RUNNING, PHASE_SUCCEEDED};
 use super::{now_micros, Records, RecordsError};
 
-/// What is known when a run is created.
+/// What is known when a run (its root action) or a child action is created.
 #[derive(Debug, Clone)]
 pub struct NewRun {
     pub run_id: String,
+    /// The calling action of a child; none for a run's root action (which creates the run).
+    pub parent_id: Option<String>,
     pub project: String,
     pub domain: String,
     pub component_digest: String,
@@ -40,6 +42,8 @@ pub struct AttemptEnd {
     pub log_uri: Option<String>,
     pub instantiate_us: Option<i64>,
     pub call_us: Option<i64>,
+    /// The action is the run's root: its final attempt ends the run too.
+    pub ends_run: bool,
 }
 
 /// What follows an attempt's end.
@@ -93,8 +97,8 @@ fn action_row(
 ) -> Statement {
     (
         "INSERT INTO actions (run_id, id, task, phase, started_at, ended_at, inputs_uri, \
-         outputs_uri, cache_key, cache_status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         outputs_uri, cache_key, cache_status, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         vec![
             (&run.run_id).into(),
             (&run.action_id).into(),
@@ -106,26 +110,30 @@ fn action_row(
             outputs_uri.into(),
             run.cache_key.as_deref().into(),
             (&run.cache_status).into(),
+            run.parent_id.as_deref().into(),
         ],
     )
 }
 
 impl Records {
-    /// Records a new run with its root action and first attempt, all running, in one
-    /// transaction, with the events `created`, any `extra` ones, and `started`.
-    pub async fn create_run(
+    /// Records a new action (for a root action, its run too) with its first attempt, all
+    /// running, in one transaction, with the events `created`, any `extra` ones, and `started`.
+    pub async fn create_action(
         &self,
         run: &NewRun,
         extra: &[(&str, Option<String>)],
     ) -> Result<(), RecordsError> {
-        let what = format!("starting run {}", run.run_id);
+        let what = format!("starting action {} of run {}", run.action_id, run.run_id);
         let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
-        let mut statements = vec![
-            run_row(run, PHASE_RUNNING, None),
+        let mut statements = Vec::with_capacity(5 + extra.len());
+        if run.parent_id.is_none() {
+            statements.push(run_row(run, PHASE_RUNNING, None));
+        }
+        statements.extend([
             action_row(run, PHASE_RUNNING, None, None),
             attempt_row(id, action, 1, run.started_at, &run.inputs_uri),
             event(id, action, kind::CREATED, Some(run.task.clone())),
-        ];
+        ]);
         for (k, detail) in extra {
             statements.push(event(id, action, k, detail.clone()));
         }
@@ -134,23 +142,67 @@ impl Records {
         Ok(())
     }
 
-    /// Records a run answered from the cache: run and action succeeded at once, pointing at the
-    /// cached outputs; no attempt.
+    /// Records an action answered from the cache (for a root action, its run too): succeeded
+    /// at once, pointing at the cached outputs; no attempt.
     pub async fn record_cache_hit(
         &self,
         run: &NewRun,
         outputs_uri: &str,
         detail: String,
     ) -> Result<(), RecordsError> {
-        let what = format!("recording cache hit of run {}", run.run_id);
+        let what = format!(
+            "recording cache hit of action {} of run {}",
+            run.action_id, run.run_id
+        );
         let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
         let now = now_micros();
-        let statements = [
-            run_row(run, PHASE_SUCCEEDED, Some(now)),
+        let mut statements = Vec::with_capacity(5);
+        if run.parent_id.is_none() {
+            statements.push(run_row(run, PHASE_SUCCEEDED, Some(now)));
+        }
+        statements.extend([
             action_row(run, PHASE_SUCCEEDED, Some(now), Some(outputs_uri)),
             event(id, action, kind::CREATED, Some(run.task.clone())),
             event(id, action, kind::CACHE_HIT, Some(detail)),
             event(id, action, kind::SUCCEEDED, None),
+        ]);
+        self.backend().transaction(&what, &statements).await?;
+        Ok(())
+    }
+
+    /// Records that an action that ended (or was left running by a host that stopped) runs
+    /// again, because its caller called it again: the action is running once more and
+    /// attempt `attempt` starts.
+    pub async fn reopen_action(
+        &self,
+        run_id: &str,
+        action_id: &str,
+        attempt: u32,
+        inputs_uri: &str,
+        detail: String,
+    ) -> Result<(), RecordsError> {
+        let what = format!("reopening action {action_id} of run {run_id}");
+        let statements = [
+            (
+                "UPDATE actions SET phase = $1, ended_at = $2, error_kind = $3, \
+                 error_text = $4 WHERE run_id = $5 AND id = $6",
+                vec![
+                    PHASE_RUNNING.into(),
+                    SqlValue::NullInt,
+                    SqlValue::Null,
+                    SqlValue::Null,
+                    run_id.into(),
+                    action_id.into(),
+                ],
+            ),
+            event(run_id, action_id, kind::RESUMED, Some(detail)),
+            attempt_row(run_id, action_id, attempt, now_micros(), inputs_uri),
+            event(
+                run_id,
+                action_id,
+                kind::STARTED,
+                Some(format!("attempt {attempt}")),
+            ),
         ];
         self.backend().transaction(&what, &statements).await?;
         Ok(())
@@ -242,17 +294,19 @@ impl Records {
                         action.into(),
                     ],
                 ));
-                statements.push((
-                    "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, \
-                     error_text = $4 WHERE id = $5",
-                    vec![
-                        phase.into(),
-                        end.ended_at.into(),
-                        error_kind,
-                        error_text,
-                        id.into(),
-                    ],
-                ));
+                if end.ends_run {
+                    statements.push((
+                        "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, \
+                         error_text = $4 WHERE id = $5",
+                        vec![
+                            phase.into(),
+                            end.ended_at.into(),
+                            error_kind,
+                            error_text,
+                            id.into(),
+                        ],
+                    ));
+                }
                 if let Some(entry) = cache {
                     statements.push(upsert_entry(entry));
                     statements.push(event(

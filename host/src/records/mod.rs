@@ -19,7 +19,10 @@ pub use cache::CacheEntry;
 pub use events::EventRecord;
 pub use gc::PurgeCandidate;
 pub use lifecycle::{AfterAttempt, AttemptEnd, NewRun};
-pub use runs::{ActionRecord, AttemptRecord, RunFilter, RunRecord, PHASE_LOST, PHASE_RUNNING};
+pub use runs::{
+    ActionRecord, AttemptRecord, RunFilter, RunRecord, PHASE_FAILED, PHASE_LOST, PHASE_RUNNING,
+    PHASE_SUCCEEDED,
+};
 pub use traces::TraceKey;
 
 use crate::spec::TaskSpec;
@@ -139,6 +142,21 @@ impl Records {
                 &format!("reading component {digest}"),
                 "SELECT source FROM components WHERE digest = $1",
                 vec![digest.into()],
+                &[Kind::Text],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r[0].text()))
+    }
+
+    /// Where the most recently registered component of environment `name` was loaded from.
+    pub async fn environment_source(&self, name: &str) -> Result<Option<String>, RecordsError> {
+        let rows = self
+            .backend()
+            .query(
+                &format!("finding environment {name}"),
+                "SELECT source FROM components WHERE environment = $1 \
+                 ORDER BY registered_at DESC LIMIT 1",
+                vec![name.into()],
                 &[Kind::Text],
             )
             .await?;

@@ -162,88 +162,146 @@ impl Records {
             .backend()
             .query(
                 &what,
-                "SELECT id, parent_id, task, phase, started_at, ended_at, inputs_uri, \
-                 outputs_uri, error_kind, error_text, cache_key, cache_status FROM actions \
-                 WHERE run_id = $1 ORDER BY started_at, id",
+                &format!("{SELECT_ACTION} WHERE run_id = $1 ORDER BY started_at, id"),
                 vec![run_id.into()],
-                &[
-                    Kind::Text, // id
-                    Kind::Text, // parent_id
-                    Kind::Text, // task
-                    Kind::Text, // phase
-                    Kind::Int,  // started_at
-                    Kind::Int,  // ended_at
-                    Kind::Text, // inputs_uri
-                    Kind::Text, // outputs_uri
-                    Kind::Text, // error_kind
-                    Kind::Text, // error_text
-                    Kind::Text, // cache_key
-                    Kind::Text, // cache_status
-                ],
+                ACTION_KINDS,
             )
             .await?
             .iter()
-            .map(|r| {
-                let mut c = Columns(r.iter());
-                ActionRecord {
-                    id: c.text().unwrap_or_default(),
-                    parent_id: c.text(),
-                    task: c.text().unwrap_or_default(),
-                    phase: c.text().unwrap_or_default(),
-                    started_at: c.int().unwrap_or_default(),
-                    ended_at: c.int(),
-                    inputs_uri: c.text(),
-                    outputs_uri: c.text(),
-                    error_kind: c.text(),
-                    error_text: c.text(),
-                    cache_key: c.text(),
-                    cache_status: c.text(),
-                }
-            })
+            .map(|r| action_from_row(r))
             .collect();
         let attempts = self
             .backend()
             .query(
                 &what,
-                "SELECT action_id, attempt, phase, started_at, ended_at, inputs_uri, \
-                 outputs_uri, log_uri, error_kind, error_text, instantiate_us, call_us \
-                 FROM attempts WHERE run_id = $1 ORDER BY action_id, attempt",
+                &format!("{SELECT_ATTEMPT} WHERE run_id = $1 ORDER BY action_id, attempt"),
                 vec![run_id.into()],
-                &[
-                    Kind::Text,
-                    Kind::Int,
-                    Kind::Text,
-                    Kind::Int,
-                    Kind::Int,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Text,
-                    Kind::Int,
-                    Kind::Int,
-                ],
+                ATTEMPT_KINDS,
             )
             .await?
             .iter()
-            .map(|r| {
-                let mut c = Columns(r.iter());
-                AttemptRecord {
-                    action_id: c.text().unwrap_or_default(),
-                    attempt: c.int().unwrap_or_default(),
-                    phase: c.text().unwrap_or_default(),
-                    started_at: c.int().unwrap_or_default(),
-                    ended_at: c.int(),
-                    inputs_uri: c.text(),
-                    outputs_uri: c.text(),
-                    log_uri: c.text(),
-                    error_kind: c.text(),
-                    error_text: c.text(),
-                    instantiate_us: c.int(),
-                    call_us: c.int(),
-                }
-            })
+            .map(|r| attempt_from_row(r))
             .collect();
         Ok(Some((run, actions, attempts)))
+    }
+
+    /// One action of a run with its attempts, oldest first.
+    pub async fn action(
+        &self,
+        run_id: &str,
+        action_id: &str,
+    ) -> Result<Option<(ActionRecord, Vec<AttemptRecord>)>, RecordsError> {
+        let what = format!("reading action {action_id} of run {run_id}");
+        let rows = self
+            .backend()
+            .query(
+                &what,
+                &format!("{SELECT_ACTION} WHERE run_id = $1 AND id = $2"),
+                vec![run_id.into(), action_id.into()],
+                ACTION_KINDS,
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let attempts = self
+            .backend()
+            .query(
+                &what,
+                &format!("{SELECT_ATTEMPT} WHERE run_id = $1 AND action_id = $2 ORDER BY attempt"),
+                vec![run_id.into(), action_id.into()],
+                ATTEMPT_KINDS,
+            )
+            .await?
+            .iter()
+            .map(|r| attempt_from_row(r))
+            .collect();
+        Ok(Some((action_from_row(row), attempts)))
+    }
+
+    /// How many actions a run has, its root included.
+    pub async fn count_actions(&self, run_id: &str) -> Result<u64, RecordsError> {
+        let rows = self
+            .backend()
+            .query(
+                &format!("counting actions of run {run_id}"),
+                "SELECT COUNT(*) FROM actions WHERE run_id = $1",
+                vec![run_id.into()],
+                &[Kind::Int],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r[0].int()).unwrap_or(0) as u64)
+    }
+}
+
+const SELECT_ACTION: &str = "SELECT id, parent_id, task, phase, started_at, ended_at, \
+                             inputs_uri, outputs_uri, error_kind, error_text, cache_key, \
+                             cache_status FROM actions";
+const ACTION_KINDS: &[Kind] = &[
+    Kind::Text, // id
+    Kind::Text, // parent_id
+    Kind::Text, // task
+    Kind::Text, // phase
+    Kind::Int,  // started_at
+    Kind::Int,  // ended_at
+    Kind::Text, // inputs_uri
+    Kind::Text, // outputs_uri
+    Kind::Text, // error_kind
+    Kind::Text, // error_text
+    Kind::Text, // cache_key
+    Kind::Text, // cache_status
+];
+
+fn action_from_row(row: &[SqlValue]) -> ActionRecord {
+    let mut c = Columns(row.iter());
+    ActionRecord {
+        id: c.text().unwrap_or_default(),
+        parent_id: c.text(),
+        task: c.text().unwrap_or_default(),
+        phase: c.text().unwrap_or_default(),
+        started_at: c.int().unwrap_or_default(),
+        ended_at: c.int(),
+        inputs_uri: c.text(),
+        outputs_uri: c.text(),
+        error_kind: c.text(),
+        error_text: c.text(),
+        cache_key: c.text(),
+        cache_status: c.text(),
+    }
+}
+
+const SELECT_ATTEMPT: &str = "SELECT action_id, attempt, phase, started_at, ended_at, \
+                              inputs_uri, outputs_uri, log_uri, error_kind, error_text, \
+                              instantiate_us, call_us FROM attempts";
+const ATTEMPT_KINDS: &[Kind] = &[
+    Kind::Text, // action_id
+    Kind::Int,  // attempt
+    Kind::Text, // phase
+    Kind::Int,  // started_at
+    Kind::Int,  // ended_at
+    Kind::Text, // inputs_uri
+    Kind::Text, // outputs_uri
+    Kind::Text, // log_uri
+    Kind::Text, // error_kind
+    Kind::Text, // error_text
+    Kind::Int,  // instantiate_us
+    Kind::Int,  // call_us
+];
+
+fn attempt_from_row(row: &[SqlValue]) -> AttemptRecord {
+    let mut c = Columns(row.iter());
+    AttemptRecord {
+        action_id: c.text().unwrap_or_default(),
+        attempt: c.int().unwrap_or_default(),
+        phase: c.text().unwrap_or_default(),
+        started_at: c.int().unwrap_or_default(),
+        ended_at: c.int(),
+        inputs_uri: c.text(),
+        outputs_uri: c.text(),
+        log_uri: c.text(),
+        error_kind: c.text(),
+        error_text: c.text(),
+        instantiate_us: c.int(),
+        call_us: c.int(),
     }
 }
