@@ -10,12 +10,15 @@
 //! The chain also runs on PostgreSQL when `SLUICE_BENCH_POSTGRES` holds a server URL
 //! (`scripts/bench.sh` starts one).
 //!
+//! `sluice-bench fanout [N]`: one run mapping a trivial task over N children (see fanout.rs).
+//!
 //! `sluice-bench files [MiB]` and `sluice-bench frames [rows]`: the data plane (see data.rs).
 //!
 //! Run with `scripts/bench.sh` (release build; debug figures mislead).
 
 mod cache;
 mod data;
+mod fanout;
 mod peer;
 mod records;
 
@@ -152,8 +155,11 @@ async fn main() {
         "cache" => return cache::run(n).await,
         "files" => return data::files(n as u64).await,
         "frames" => return data::frames(n).await,
+        "fanout" => return fanout::run(n).await,
         _ => {
-            eprintln!("usage: sluice-bench chain|records|cache [N] | files [MiB] | frames [rows]");
+            eprintln!(
+                "usage: sluice-bench chain|records|cache|fanout [N] | files [MiB] | frames [rows]"
+            );
             std::process::exit(2);
         }
     }

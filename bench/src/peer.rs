@@ -49,6 +49,8 @@ fn run_peer_script(args: &[&str]) -> Result<serde_json::Value, String> {
     let output = Command::new(&python)
         .current_dir(&dir)
         .env("PEER_OUT", out_dir.path())
+        // Our own peer scripts (bench/peer) import the peer's helpers from its directory.
+        .env("PYTHONPATH", &dir)
         .env("HOME", &home)
         .env("TMPDIR", &tmp)
         .args(args)
@@ -110,4 +112,15 @@ pub fn flyte_dataframe(rows: usize) -> Result<(f64, f64), String> {
         (Some(fdf), Some(pd)) => Ok((fdf, pd)),
         _ => Err(format!("unexpected peer output: {json}")),
     }
+}
+
+/// Flyte v2 local gathering `n` trivial tasks in one parent (`bench/peer/fanout.py`, a script
+/// of ours beside the peer's own): tasks per second, median of 3 runs.
+pub fn flyte_fanout(n: usize) -> Result<f64, String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peer/fanout.py");
+    let script = script.display().to_string();
+    let json = run_peer_script(&[&script, &n.to_string(), "3"])?;
+    json["tasks_per_s_median"]
+        .as_f64()
+        .ok_or_else(|| format!("unexpected peer output: {json}"))
 }

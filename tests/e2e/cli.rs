@@ -236,3 +236,66 @@ fn the_cache_works_across_processes_and_from_the_command() {
     add("fourth", &[]);
     assert_eq!(newest_action()["cache_status"], "miss");
 }
+
+#[test]
+fn a_long_run_shows_progress_and_runs_show_prints_the_action_tree() {
+    let home = tempfile::tempdir().unwrap();
+    let calls = fixture("calls");
+    let calls = calls.to_str().unwrap();
+    // 16 children of 150 ms, two at a time: longer than the bar's one-second delay.
+    let out = sluice(
+        home.path(),
+        &[
+            "run",
+            calls,
+            "slow_map",
+            "--in",
+            "n=16",
+            "--in",
+            "ms=150",
+            "--progress",
+            "always",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let bar = text(&out.stderr);
+    assert!(bar.contains("] 16/16 tasks"), "{bar}");
+
+    // A map of 25: the tree lists the first 20 children of a parent and counts the rest.
+    let out = sluice(
+        home.path(),
+        &[
+            "run",
+            calls,
+            "fan_out",
+            "--in",
+            "n=25",
+            "--in",
+            "concurrency=4",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_id = record["run"]["id"].as_str().unwrap().to_string();
+    let shown = text(&sluice(home.path(), &["runs", "show", &run_id]).stdout);
+    assert!(
+        shown.contains("actions  26\n  a0 fan_out succeeded"),
+        "{shown}"
+    );
+    let children = shown
+        .lines()
+        .filter(|l| l.starts_with("    a") && l.contains(" add_one succeeded"))
+        .count();
+    assert_eq!(children, 20, "{shown}");
+    assert!(
+        shown.contains("    ... 5 more (5 succeeded; --all lists them)"),
+        "{shown}"
+    );
+    let all = text(&sluice(home.path(), &["runs", "show", &run_id, "--all"]).stdout);
+    let listed = all
+        .lines()
+        .filter(|l| l.starts_with("    a") && l.contains(" add_one succeeded"))
+        .count();
+    assert_eq!(listed, 25, "{all}");
+}

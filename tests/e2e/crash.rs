@@ -143,3 +143,94 @@ fn a_killed_run_resumes_without_rerunning_recorded_steps() {
         "most kills should land inside the run (seed {seed})"
     );
 }
+
+/// Children of `run` (every action but the root) as (id, phase, attempts).
+fn children_of(db: &rusqlite::Connection, run: &str) -> Vec<(String, String, i64)> {
+    let mut stmt = db
+        .prepare(
+            "SELECT a.id, a.phase, (SELECT COUNT(*) FROM attempts t \
+             WHERE t.run_id = a.run_id AND t.action_id = a.id) \
+             FROM actions a WHERE a.run_id = ?1 AND a.parent_id IS NOT NULL ORDER BY a.id",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_killed_run_with_a_half_finished_map_resumes_without_rerunning_finished_children() {
+    const CHILDREN: i64 = 24;
+    let home = tempfile::tempdir().unwrap();
+    let component = fixture("calls");
+    let component = component.to_str().unwrap();
+    assert!(sluice(home.path(), &["describe", component])
+        .status
+        .success());
+    // `slow_map` runs its children two at a time, 50 ms each: about 600 ms in all.
+    let mut child = Command::new(sluice_bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["run", component, "slow_map", "--progress", "never"])
+        .args(["--in", &format!("n={CHILDREN}"), "--in", "ms=50"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a few children have succeeded (polling the database it writes).
+    let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        assert!(std::time::Instant::now() < deadline, "no child finished");
+        std::thread::sleep(Duration::from_millis(10));
+        let run: Option<String> = db.query_row("SELECT id FROM runs", [], |r| r.get(0)).ok();
+        let Some(run) = run else { continue };
+        let done = children_of(&db, &run)
+            .iter()
+            .filter(|(_, phase, _)| phase == "succeeded")
+            .count();
+        if done >= 4 {
+            break run;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let before = children_of(&db, &run);
+    let finished: Vec<&(String, String, i64)> =
+        before.iter().filter(|(_, p, _)| p == "succeeded").collect();
+    assert!(
+        finished.len() < CHILDREN as usize,
+        "the map ended before the kill"
+    );
+
+    let out = sluice(home.path(), &["run", "--resume", &run]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outputs["o0"], (0..CHILDREN).sum::<i64>());
+
+    let after = children_of(&db, &run);
+    assert_eq!(after.len(), CHILDREN as usize, "{after:?}");
+    assert!(after.iter().all(|(_, p, _)| p == "succeeded"), "{after:?}");
+    // The children that had succeeded kept their single attempt: none ran again.
+    for (id, _, attempts) in &finished {
+        let now = after.iter().find(|(a, _, _)| a == id).unwrap();
+        assert_eq!((now.2, *attempts), (1, 1), "child {id} ran again");
+    }
+    // The ones cut off by the kill were marked lost and ran again.
+    let lost = query_strings(
+        &db,
+        "SELECT action_id FROM events WHERE run_id = ?1 AND kind = 'attempt-lost'",
+        &run,
+    );
+    for (id, _, _) in before.iter().filter(|(_, p, _)| p == "running") {
+        assert!(lost.contains(id), "{id} not marked lost: {lost:?}");
+        let now = after.iter().find(|(a, _, _)| a == id).unwrap();
+        assert_eq!(now.2, 2, "{id} did not run again");
+    }
+}

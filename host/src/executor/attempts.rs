@@ -232,6 +232,7 @@ async fn one_attempt(
         action.component.clone(),
         &action.action_id,
         action.depth,
+        attempt,
         permits,
     );
     let report = ctx

@@ -210,6 +210,9 @@ pub struct CallSession {
     parent_id: String,
     /// The caller's depth: the root action is 0.
     depth: u32,
+    /// The caller's attempt: on attempt 1 it has no children from before (a resumed or retried
+    /// action always gets a later attempt), so looking them up can be skipped.
+    attempt: u32,
     next_seq: u64,
     /// The caller's own running permits when it is a child; given up while it waits.
     held: Option<RunningPermits>,
@@ -223,6 +226,7 @@ impl CallSession {
         caller: Arc<LoadedComponent>,
         parent_id: &str,
         depth: u32,
+        attempt: u32,
         held: Option<RunningPermits>,
     ) -> Self {
         CallSession {
@@ -231,6 +235,7 @@ impl CallSession {
             caller,
             parent_id: parent_id.to_string(),
             depth,
+            attempt,
             next_seq: 0,
             held,
             pending: FuturesUnordered::new(),
@@ -286,9 +291,10 @@ impl CallSession {
         let caller = self.caller.clone();
         let parent = self.parent_id.clone();
         let depth = self.depth + 1;
+        let may_exist = self.attempt > 1;
         Child(tokio::spawn(async move {
             let seq = call.seq;
-            let result = run_child(&ctx, &run, &caller, &parent, depth, call).await;
+            let result = run_child(&ctx, &run, &caller, &parent, depth, may_exist, call).await;
             let progress = &run.progress;
             if result.is_err() {
                 progress.failed.fetch_add(1, Ordering::Relaxed);
@@ -453,6 +459,7 @@ async fn run_child(
     caller: &Arc<LoadedComponent>,
     parent_id: &str,
     depth: u32,
+    may_exist: bool,
     call: Call,
 ) -> CallResult {
     let (component, name) = resolve(ctx, caller, &call.task).await?;
@@ -500,11 +507,14 @@ async fn run_child(
         cache: None,
     };
 
-    let recorded = ctx
-        .records
-        .action(&run.run_id, &action_id)
-        .await
-        .map_err(|e| host_err(e.into()))?;
+    let recorded = match may_exist {
+        true => ctx
+            .records
+            .action(&run.run_id, &action_id)
+            .await
+            .map_err(|e| host_err(e.into()))?,
+        false => None,
+    };
     let (first, reserved) = match recorded {
         Some((record, _)) if record.phase == PHASE_SUCCEEDED => {
             run.progress.reused.fetch_add(1, Ordering::Relaxed);

@@ -10,6 +10,7 @@ pub mod events;
 mod gc;
 mod lifecycle;
 mod runs;
+mod sqlite;
 mod traces;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +57,9 @@ pub enum RecordsError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A transaction committed together with others (group commit) failed with them.
+    #[error("database: {what}: {message}")]
+    Shared { what: String, message: String },
     #[error("database: {what}: stored {field} is unreadable: {message}")]
     Corrupt {
         what: String,
