@@ -8,9 +8,8 @@
 //! recording their starts and ends), they queue, and the writer that holds the connection commits
 //! the whole queue as one transaction, each caller's statements inside their own savepoint. A
 //! commit writes every page it touched to the WAL, and concurrent children touch the same pages
-//! (the tail of `actions`, `attempts`, `events`), so one commit for many halves the pages written
-//! per action; a waiting caller's thread meanwhile runs other tasks instead of blocking on a
-//! lock. A lone transaction (a chain of runs) takes the same path as before: no queue, no thread
+//! (the tail of `actions`, `attempts`, `events`), so one commit for many writes each shared page
+//! once; a waiting caller's thread meanwhile runs other tasks instead of blocking on a lock. A lone transaction (a chain of runs) takes the same path as before: no queue, no thread
 //! hand-off. Each caller still gets its own result: a statement that fails rolls back its
 //! caller's savepoint only; a failed commit fails every caller in it.
 
@@ -57,6 +56,8 @@ struct Queue {
 pub struct Sqlite {
     conn: Mutex<rusqlite::Connection>,
     queue: Mutex<Queue>,
+    /// A database file (not `:memory:`): its commits write the WAL.
+    on_disk: bool,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,9 +67,9 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-/// Gives up the writer's role if the writer leaves early (a panic): whatever still waits is
-/// dropped, so its callers get an error instead of waiting forever. A writer that leaves
-/// normally has already given the role up under the queue's lock and disarms this.
+/// The writer's role, given up however the writer leaves. A writer whose future is dropped
+/// while it yields still commits what waits (synchronously), so no caller is failed by another's
+/// cancellation; after a panic, what waits is dropped and its callers get an error.
 struct Writing<'a> {
     db: &'a Sqlite,
     armed: bool,
@@ -76,10 +77,15 @@ struct Writing<'a> {
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if !self.armed {
+            return;
+        }
+        if std::thread::panicking() {
             let mut queue = locked(&self.db.queue);
             queue.writing = false;
             queue.waiting.clear();
+        } else {
+            self.db.drain();
         }
     }
 }
@@ -93,7 +99,8 @@ impl Sqlite {
         migrations: &[(&str, &str)],
     ) -> Result<Sqlite, RecordsError> {
         let what = format!("opening {url}");
-        let conn = if path == ":memory:" || path.is_empty() {
+        let on_disk = !(path == ":memory:" || path.is_empty());
+        let conn = if !on_disk {
             rusqlite::Connection::open_in_memory()
         } else {
             rusqlite::Connection::open(path)
@@ -118,6 +125,7 @@ impl Sqlite {
         Ok(Sqlite {
             conn: Mutex::new(conn),
             queue: Mutex::default(),
+            on_disk,
         })
     }
 
@@ -155,23 +163,61 @@ impl Sqlite {
             db: self,
             armed: true,
         };
-        let own = self.commit_alone(what, statements);
-        // Commit what queued meanwhile, until nothing waits; `writing` is cleared under the
-        // queue's lock at the moment it is seen empty, so no caller is left waiting.
+        // Let the other ready tasks of this thread run first: under a fan-out they are children
+        // about to record their starts and ends, which then commit with this one. Only worth it
+        // when a commit writes to a file (measured: a 10,000-child fan-out took 1.87 s against
+        // 1.9 - 2.2 s without; in memory it was slower, 0.77 - 0.97 s against 0.66 s).
+        if self.on_disk {
+            tokio::task::yield_now().await;
+        }
+        let first = self.take_waiting();
+        let own = if first.is_empty() {
+            self.commit_alone(what, statements)
+        } else {
+            let (reply, mut answer) = oneshot::channel();
+            let mut batch = Vec::with_capacity(first.len() + 1);
+            batch.push(Queued {
+                what: what.to_string(),
+                statements: statements.to_vec(),
+                reply,
+            });
+            batch.extend(first);
+            self.commit_group(batch);
+            answer.try_recv().unwrap_or_else(|_| {
+                Err(RecordsError::Shared {
+                    what: what.to_string(),
+                    message: "the shared commit gave no answer".into(),
+                })
+            })
+        };
+        self.drain();
+        writing.armed = false;
+        own
+    }
+
+    /// Up to [`GROUP_COMMIT_MAX`] waiting transactions.
+    fn take_waiting(&self) -> Vec<Queued> {
+        let mut queue = locked(&self.queue);
+        let take = queue.waiting.len().min(GROUP_COMMIT_MAX);
+        queue.waiting.drain(..take).collect()
+    }
+
+    /// Commits what waits until nothing does, then gives up the writer's role: it is given up
+    /// under the queue's lock at the moment the queue is seen empty, so no caller is left
+    /// waiting with no writer.
+    fn drain(&self) {
         loop {
             let batch: Vec<Queued> = {
                 let mut queue = locked(&self.queue);
                 if queue.waiting.is_empty() {
                     queue.writing = false;
-                    break;
+                    return;
                 }
                 let take = queue.waiting.len().min(GROUP_COMMIT_MAX);
                 queue.waiting.drain(..take).collect()
             };
             self.commit_group(batch);
         }
-        writing.armed = false;
-        own
     }
 
     fn commit_alone(&self, what: &str, statements: &[Statement]) -> Result<Vec<u64>, RecordsError> {
@@ -387,7 +433,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_callers_each_get_their_own_result() {
-        let db = std::sync::Arc::new(Sqlite::open("sqlite::memory:", ":memory:", TABLE).unwrap());
+        // A file, so writers yield and callers queue and commit in groups.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("group.db");
+        let path = path.to_str().unwrap();
+        let db = std::sync::Arc::new(Sqlite::open(path, path, TABLE).unwrap());
         let tasks: Vec<_> = (0..400i64)
             .map(|i| {
                 let db = db.clone();
