@@ -21,11 +21,10 @@ use tokio::task::JoinHandle;
 use super::attempts::{check_refs, run_attempts, stored_form, ActionRun};
 use super::context::RunContext;
 use super::offload::read_document;
-use super::run::{answer_from_cache, attempt_limits, CacheAnswer};
+use super::run::{attempt_limits, begin_action, Begun, NewAction};
 use super::{cache, RunError, RunFailure};
 use crate::data::{AttemptPrefix, DataSession};
 use crate::engine::LoadedComponent;
-use crate::records::events::kind;
 use crate::records::{now_micros, NewRun, PHASE_RUNNING, PHASE_SUCCEEDED};
 use crate::values::reference::{collect_refs, RefMeta};
 use crate::values::validate::conform_document;
@@ -627,7 +626,7 @@ async fn start_new(
             hex::encode(Sha256::digest(&stored)),
         ));
     }
-    let mut new_action = NewRun {
+    let record = NewRun {
         run_id: action.run_id.clone(),
         parent_id: Some(parent_id.to_string()),
         project: action.project.clone(),
@@ -641,64 +640,24 @@ async fn start_new(
         cache_key: plan.as_ref().map(|p| p.key.clone()),
         cache_status: if plan.is_some() { "miss" } else { "disabled" }.to_string(),
     };
-    let mut extra = Vec::new();
-    let mut reserved = false;
-    if let Some(plan) = &plan {
-        match answer_from_cache(ctx, plan, action.spec, &action.limits, &action.run_id)
-            .await
-            .map_err(host_err)?
-        {
-            CacheAnswer::Hit {
-                outputs,
-                outputs_uri,
-                detail,
-                entry_inputs,
-            } => {
-                new_action.cache_status = "hit".into();
-                new_action.inputs_uri = match (entry_inputs, &plan.inputs) {
-                    (Some((uri, sha)), Some((_, ours))) if &sha == ours => uri,
-                    _ => ctx
-                        .store
-                        .put(&inputs_path, stored)
-                        .await
-                        .map_err(|e| host_err(e.into()))?,
-                };
-                ctx.records
-                    .record_cache_hit(&new_action, &outputs_uri, detail)
-                    .await
-                    .map_err(|e| host_err(e.into()))?;
-                return Ok(Started::Answered(outputs));
-            }
-            CacheAnswer::Miss {
-                reason,
-                reserved: r,
-            } => {
-                reserved = r;
-                extra.push((kind::CACHE_MISS, Some(reason)));
-            }
-        }
-    }
-    let recorded = async {
-        let uri = ctx.store.put(&inputs_path, stored).await?;
-        new_action.inputs_uri = uri.clone();
-        ctx.records.create_action(&new_action, &extra).await?;
-        Ok::<_, RunError>(uri)
-    }
-    .await;
-    match recorded {
-        Ok(uri) => {
-            action.inputs_uri = uri;
+    let start = NewAction {
+        record,
+        plan: plan.as_ref(),
+        overwrite_cache: false,
+        spec: action.spec,
+        limits: &action.limits,
+        inputs_path: &inputs_path,
+        stored,
+    };
+    match begin_action(ctx, start).await.map_err(host_err)? {
+        Begun::Answered(outputs) => Ok(Started::Answered(outputs)),
+        Begun::Recorded {
+            inputs_uri,
+            reserved,
+        } => {
+            action.inputs_uri = inputs_uri;
             action.cache = plan;
             Ok(Started::Recorded { reserved })
-        }
-        Err(e) => {
-            if let Some(plan) = plan.as_ref().filter(|_| reserved) {
-                let _ = ctx
-                    .records
-                    .cache_release(&plan.key, &plan.scope, &action.run_id)
-                    .await;
-            }
-            Err(host_err(e))
         }
     }
 }

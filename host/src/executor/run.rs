@@ -124,7 +124,7 @@ pub async fn execute(
         let sha = hex::encode(Sha256::digest(&stored_bytes));
         plan.inputs = Some((ctx.store.uri_of(&inputs_path), sha));
     }
-    let mut new_run = NewRun {
+    let new_run = NewRun {
         run_id: run_id.clone(),
         parent_id: None,
         project: req.project.clone(),
@@ -144,91 +144,64 @@ pub async fn execute(
         .to_string(),
     };
 
-    let mut extra_events = Vec::new();
-    let mut reserved = false;
-    if let Some(plan) = &plan {
-        if req.overwrite_cache {
-            extra_events.push((
-                kind::CACHE_MISS,
-                Some("--overwrite-cache: running and replacing the entry".to_string()),
-            ));
-        } else {
-            match answer_from_cache(ctx, plan, spec, &limits, &run_id).await? {
-                CacheAnswer::Hit {
-                    outputs,
-                    outputs_uri,
-                    detail,
-                    entry_inputs,
-                } => {
-                    new_run.cache_status = "hit".to_string();
-                    // The same inputs document as the entry's run: point at it rather than
-                    // storing a copy (a hit then writes no object at all).
-                    new_run.inputs_uri = match (entry_inputs, &plan.inputs) {
-                        (Some((uri, sha)), Some((_, ours))) if &sha == ours => uri,
-                        _ => ctx.store.put(&inputs_path, stored_bytes).await?,
-                    };
-                    ctx.records
-                        .record_cache_hit(&new_run, &outputs_uri, detail)
-                        .await?;
-                    let total = started.elapsed();
-                    return Ok(RunOutcome {
-                        run_id,
-                        outputs: Ok(outputs),
-                        log: None,
-                        timings: RunTimings {
-                            record: total,
-                            total,
-                            ..RunTimings::default()
-                        },
-                    });
-                }
-                CacheAnswer::Miss {
-                    reason,
-                    reserved: r,
-                } => {
-                    reserved = r;
-                    extra_events.push((kind::CACHE_MISS, Some(reason)));
-                }
-            }
+    let start = NewAction {
+        record: new_run,
+        plan: plan.as_ref(),
+        overwrite_cache: req.overwrite_cache,
+        spec,
+        limits: &limits,
+        inputs_path: &inputs_path,
+        stored: stored_bytes,
+    };
+    let (inputs_uri, reserved) = match begin_action(ctx, start).await? {
+        Begun::Answered(outputs) => {
+            let total = started.elapsed();
+            return Ok(RunOutcome {
+                run_id,
+                outputs: Ok(outputs),
+                log: None,
+                timings: RunTimings {
+                    record: total,
+                    total,
+                    ..RunTimings::default()
+                },
+            });
         }
-    }
-
+        Begun::Recorded {
+            inputs_uri,
+            reserved,
+        } => (inputs_uri, reserved),
+    };
+    let run = RunShared::new(
+        ctx,
+        &run_id,
+        &req.project,
+        &req.domain,
+        req.raw_data_path.clone(),
+        1,
+        req.progress.clone().unwrap_or_default(),
+    );
+    let action = ActionRun {
+        component: component.clone(),
+        spec,
+        run,
+        depth: 0,
+        limits,
+        inline_limit,
+        run_id: run_id.clone(),
+        action_id: ROOT_ACTION.to_string(),
+        project: req.project.clone(),
+        domain: req.domain.clone(),
+        raw_data_path: req.raw_data_path.clone(),
+        inputs_uri,
+        inputs: checked.unwrap_or_default(),
+        inputs_bytes,
+        input_failure,
+        cache: plan.clone(),
+    };
     // A reservation is given back whatever happens next, or waiting runs would wait for a
     // run that never writes its entry.
-    let result = async {
-        let inputs_uri = ctx.store.put(&inputs_path, stored_bytes).await?;
-        new_run.inputs_uri = inputs_uri.clone();
-        ctx.records.create_action(&new_run, &extra_events).await?;
-        let run = RunShared::new(
-            ctx,
-            &run_id,
-            &req.project,
-            &req.domain,
-            req.raw_data_path.clone(),
-            1,
-            req.progress.clone().unwrap_or_default(),
-        );
-        let action = ActionRun {
-            component: component.clone(),
-            spec,
-            run,
-            depth: 0,
-            limits,
-            inline_limit,
-            run_id: run_id.clone(),
-            action_id: ROOT_ACTION.to_string(),
-            project: req.project.clone(),
-            domain: req.domain.clone(),
-            raw_data_path: req.raw_data_path.clone(),
-            inputs_uri,
-            inputs: checked.unwrap_or_default(),
-            inputs_bytes,
-            input_failure,
-            cache: plan.clone(),
-        };
-        run_attempts(ctx, &action, 1, 0).await
-    }
-    .await;
+    let result = run_attempts(ctx, &action, 1, 0).await;
     if let (true, Some(plan)) = (reserved, &plan) {
         ctx.records
             .cache_release(&plan.key, &plan.scope, &run_id)
@@ -249,6 +222,103 @@ pub async fn execute(
         log,
         timings,
     })
+}
+
+/// A new action about to be recorded: its record, its cache plan and its stored inputs.
+pub(crate) struct NewAction<'a> {
+    pub record: NewRun,
+    pub plan: Option<&'a CachePlan>,
+    /// `--overwrite-cache`: run and replace the entry instead of looking it up.
+    pub overwrite_cache: bool,
+    pub spec: &'a TaskSpec,
+    pub limits: &'a AttemptLimits,
+    pub inputs_path: &'a str,
+    /// The inputs document as stored (offloaded values as references).
+    pub stored: Vec<u8>,
+}
+
+/// How a new action began.
+pub(crate) enum Begun {
+    /// The cache answered: the action is recorded as a hit and nothing runs.
+    Answered(BTreeMap<String, Value>),
+    /// The action is recorded running with its inputs document at `inputs_uri`; `reserved`
+    /// when it holds the key of a serialized cache (to be given back when it ends).
+    Recorded { inputs_uri: String, reserved: bool },
+}
+
+/// Begins an action (a run's root or a child): answers it from its cache when it caches and
+/// an entry is usable, else stores its inputs document and records it running, with the
+/// events `created`, `cache-miss` (and why) and `started`, in one transaction.
+pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result<Begun, RunError> {
+    let NewAction {
+        mut record,
+        plan,
+        overwrite_cache,
+        spec,
+        limits,
+        inputs_path,
+        stored,
+    } = new;
+    let mut extra_events = Vec::new();
+    let mut reserved = false;
+    if let Some(plan) = plan {
+        if overwrite_cache {
+            extra_events.push((
+                kind::CACHE_MISS,
+                Some("--overwrite-cache: running and replacing the entry".to_string()),
+            ));
+        } else {
+            match answer_from_cache(ctx, plan, spec, limits, &record.run_id).await? {
+                CacheAnswer::Hit {
+                    outputs,
+                    outputs_uri,
+                    detail,
+                    entry_inputs,
+                } => {
+                    record.cache_status = "hit".to_string();
+                    // The same inputs document as the entry's run: point at it rather than
+                    // storing a copy (a hit then writes no object at all).
+                    record.inputs_uri = match (entry_inputs, &plan.inputs) {
+                        (Some((uri, sha)), Some((_, ours))) if &sha == ours => uri,
+                        _ => ctx.store.put(inputs_path, stored).await?,
+                    };
+                    ctx.records
+                        .record_cache_hit(&record, &outputs_uri, detail)
+                        .await?;
+                    return Ok(Begun::Answered(outputs));
+                }
+                CacheAnswer::Miss {
+                    reason,
+                    reserved: r,
+                } => {
+                    reserved = r;
+                    extra_events.push((kind::CACHE_MISS, Some(reason)));
+                }
+            }
+        }
+    }
+    let recorded = async {
+        record.inputs_uri = ctx.store.put(inputs_path, stored).await?;
+        ctx.records.create_action(&record, &extra_events).await?;
+        Ok::<_, RunError>(())
+    }
+    .await;
+    match recorded {
+        Ok(()) => Ok(Begun::Recorded {
+            inputs_uri: record.inputs_uri,
+            reserved,
+        }),
+        Err(e) => {
+            // Given back, or waiting runs would wait for a run that never writes its entry.
+            if let Some(plan) = plan.filter(|_| reserved) {
+                let _ = ctx
+                    .records
+                    .cache_release(&plan.key, &plan.scope, &record.run_id)
+                    .await;
+            }
+            Err(e)
+        }
+    }
 }
 
 pub(crate) enum CacheAnswer {
