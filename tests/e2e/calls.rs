@@ -154,6 +154,37 @@ async fn a_retried_parent_does_not_run_its_succeeded_children_again() {
 }
 
 #[tokio::test]
+async fn each_child_has_its_own_cache_and_retries() {
+    let t = test_host().await;
+    let first = run(&t, RunRequest::new("cached_and_flaky").input("x", 5i64)).await;
+    assert_eq!(single_output(&first), &Value::Int(15));
+    let second = run(&t, RunRequest::new("cached_and_flaky").input("x", 5i64)).await;
+    assert_eq!(single_output(&second), &Value::Int(15));
+    for (out, cache) in [(&first, "miss"), (&second, "hit")] {
+        let d = details(&t, &out.run_id).await;
+        let kids = children(&d, "a0");
+        let cached = kids.iter().find(|k| k.task == "cached_double").unwrap();
+        assert_eq!(cached.cache_status.as_deref(), Some(cache));
+        let cached_runs = d
+            .attempts
+            .iter()
+            .filter(|a| a.action_id == cached.id)
+            .count();
+        assert_eq!(cached_runs, usize::from(cache == "miss"));
+        // The flaky child failed once and succeeded on its own retry; the parent ran once.
+        let flaky = kids.iter().find(|k| k.task == "flaky").unwrap();
+        let phases: Vec<&str> = d
+            .attempts
+            .iter()
+            .filter(|a| a.action_id == flaky.id)
+            .map(|a| a.phase.as_str())
+            .collect();
+        assert_eq!(phases, ["failed", "succeeded"]);
+        assert_eq!(d.attempts.iter().filter(|a| a.action_id == "a0").count(), 1);
+    }
+}
+
+#[tokio::test]
 async fn a_task_calls_a_task_of_another_environment() {
     let t = test_host().await;
     t.host.load_file(fixture("basic")).await.unwrap();
