@@ -71,6 +71,19 @@ fn attempt_row(run_id: &str, action_id: &str, attempt: u32, at: i64, inputs: &st
     )
 }
 
+/// A new attempt's row, running, and its `started` event.
+fn attempt_started(run_id: &str, action_id: &str, attempt: u32, inputs: &str) -> [Statement; 2] {
+    [
+        attempt_row(run_id, action_id, attempt, now_micros(), inputs),
+        event(
+            run_id,
+            action_id,
+            kind::STARTED,
+            Some(format!("attempt {attempt}")),
+        ),
+    ]
+}
+
 fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>) -> Statement {
     (
         "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at, \
@@ -182,28 +195,22 @@ impl Records {
         detail: String,
     ) -> Result<(), RecordsError> {
         let what = format!("reopening action {action_id} of run {run_id}");
-        let statements = [
-            (
-                "UPDATE actions SET phase = $1, ended_at = $2, error_kind = $3, \
+        let reopened = (
+            "UPDATE actions SET phase = $1, ended_at = $2, error_kind = $3, \
                  error_text = $4 WHERE run_id = $5 AND id = $6",
-                vec![
-                    PHASE_RUNNING.into(),
-                    SqlValue::NullInt,
-                    SqlValue::Null,
-                    SqlValue::Null,
-                    run_id.into(),
-                    action_id.into(),
-                ],
-            ),
-            event(run_id, action_id, kind::RESUMED, Some(detail)),
-            attempt_row(run_id, action_id, attempt, now_micros(), inputs_uri),
-            event(
-                run_id,
-                action_id,
-                kind::STARTED,
-                Some(format!("attempt {attempt}")),
-            ),
-        ];
+            vec![
+                PHASE_RUNNING.into(),
+                SqlValue::NullInt,
+                SqlValue::Null,
+                SqlValue::Null,
+                run_id.into(),
+                action_id.into(),
+            ],
+        );
+        // Built in the order they happened: an event's id is taken when it is built.
+        let resumed = event(run_id, action_id, kind::RESUMED, Some(detail));
+        let [row, started] = attempt_started(run_id, action_id, attempt, inputs_uri);
+        let statements = [reopened, resumed, row, started];
         self.backend().transaction(&what, &statements).await?;
         Ok(())
     }
@@ -217,15 +224,7 @@ impl Records {
         inputs_uri: &str,
     ) -> Result<(), RecordsError> {
         let what = format!("starting attempt {attempt} of run {run_id}");
-        let statements = [
-            attempt_row(run_id, action_id, attempt, now_micros(), inputs_uri),
-            event(
-                run_id,
-                action_id,
-                kind::STARTED,
-                Some(format!("attempt {attempt}")),
-            ),
-        ];
+        let statements = attempt_started(run_id, action_id, attempt, inputs_uri);
         self.backend().transaction(&what, &statements).await?;
         Ok(())
     }
