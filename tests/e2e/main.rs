@@ -7,6 +7,7 @@ mod durable;
 mod failures;
 mod files;
 mod frames;
+mod languages;
 mod offload;
 mod records;
 mod s3;

@@ -1,24 +1,14 @@
 //! Happy paths for every value kind, read back from the records.
-
-use std::collections::BTreeMap;
-
 use serde_json::json;
-use sluice_host::values::json::{document_from_json, document_to_json};
+use sluice_host::values::json::document_to_json;
 use sluice_host::{RunRequest, Value};
-use sluice_tests::{fixture, test_host, TestHost};
+use sluice_tests::{fixture, run_json_inputs, test_host, TestHost};
 
 /// Runs `task` with JSON inputs (converted through the task's descriptor, as the CLI does) and
 /// returns the outputs as JSON, after checking they were recorded.
 async fn run_json(t: &TestHost, task: &str, inputs: serde_json::Value) -> serde_json::Value {
     let env = t.host.load_file(fixture("basic")).await.unwrap();
-    let spec = env.task(task).unwrap();
-    let given: BTreeMap<String, serde_json::Value> = serde_json::from_value(inputs).unwrap();
-    let inputs = document_from_json(given, &spec.interface.inputs, "inputs").unwrap();
-    let out = t
-        .host
-        .run(&env, RunRequest::new(task).inputs(inputs))
-        .await
-        .unwrap();
+    let out = run_json_inputs(t, &env, task, &inputs).await;
     let outputs = out
         .outputs
         .unwrap_or_else(|f| panic!("{task} failed: {f:?}"));

@@ -17,30 +17,22 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Builds the fixture guests (release, wasm32-wasip2) once per test process and returns the
-/// directory holding the `.wasm` files. Cargo makes a rebuild of unchanged fixtures a no-op, so
-/// several test binaries in one run share the work; `scripts/test.sh` builds them up front.
+/// Builds the guest components once per test process (`scripts/build-guests.sh`: the Rust
+/// fixtures and examples, and the Python and JS fixtures, which it rebuilds only when their
+/// sources changed) and returns the directory holding the `.wasm` files. If a Python or JS
+/// toolchain cannot be installed, this fails the test run and says why: the language tests do
+/// not pass by skipping.
 pub fn fixtures_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = workspace_root();
-        let target = root.join("target");
-        for manifest in ["tests/fixtures/Cargo.toml", "examples/tasks/Cargo.toml"] {
-            let mut build = cargo();
-            build
-                .args([
-                    "build",
-                    "--release",
-                    "--target",
-                    "wasm32-wasip2",
-                    "--target-dir",
-                ])
-                .arg(&target)
-                .arg("--manifest-path")
-                .arg(root.join(manifest));
-            run_cargo(build, manifest);
-        }
-        target.join("wasm32-wasip2/release")
+        let mut build = Command::new("bash");
+        build.arg(root.join("scripts/build-guests.sh")).env(
+            "CARGO",
+            std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        );
+        run_cargo(build, "the guest components (scripts/build-guests.sh)");
+        root.join("target/wasm32-wasip2/release")
     })
 }
 
@@ -48,11 +40,11 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Runs a cargo build and fails the test run, naming what was built, if it fails.
+/// Runs a build and fails the test run, naming what was built, if it fails.
 fn run_cargo(mut build: Command, what: &str) {
     let status = build
         .status()
-        .unwrap_or_else(|e| panic!("running cargo to build {what}: {e}"));
+        .unwrap_or_else(|e| panic!("building {what}: {e}"));
     assert!(status.success(), "building {what} failed (see above)");
 }
 
@@ -61,9 +53,14 @@ pub fn example_orders() -> PathBuf {
     fixtures_dir().join("example_orders.wasm")
 }
 
-/// The path of a built fixture component, e.g. `fixture("basic")`.
+/// The path of a built Rust fixture component, e.g. `fixture("basic")`.
 pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(format!("fixture_{name}.wasm"))
+}
+
+/// The path of any built guest component by its file name, e.g. `guest("py_basic")`.
+pub fn guest(name: &str) -> PathBuf {
+    fixtures_dir().join(format!("{name}.wasm"))
 }
 
 /// A host on a fresh temporary home (SQLite file + local store), removed on drop.
@@ -183,6 +180,27 @@ pub async fn run_fixture(
         .collect();
     t.host
         .run(&env, sluice_host::RunRequest::new(task).inputs(inputs))
+        .await
+        .unwrap()
+}
+
+/// Runs `task` of a loaded component with JSON inputs, converted through the task's descriptor
+/// as the CLI converts them.
+pub async fn run_json_inputs(
+    t: &TestHost,
+    env: &std::sync::Arc<sluice_host::engine::LoadedComponent>,
+    task: &str,
+    inputs: &serde_json::Value,
+) -> sluice_host::RunOutcome {
+    use sluice_host::values::json::document_from_json;
+    let spec = env
+        .task(task)
+        .unwrap_or_else(|| panic!("{}: no task {task}", env.source_name));
+    let given: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_value(inputs.clone()).expect("inputs must be a JSON object");
+    let inputs = document_from_json(given, &spec.interface.inputs, "inputs").unwrap();
+    t.host
+        .run(env, sluice_host::RunRequest::new(task).inputs(inputs))
         .await
         .unwrap()
 }

@@ -220,6 +220,16 @@ impl FrameReader {
         Ok(Some(batch))
     }
 
+    /// The next batch as a column-batch document (see `columns.rs`), or none at the end.
+    pub fn next_columns(&mut self) -> Result<Option<Vec<u8>>, DataError> {
+        match self.next_batch()? {
+            Some(batch) => super::columns::batch_to_document(&batch)
+                .map(Some)
+                .map_err(|e| frame_error(&self.uri, e)),
+            None => Ok(None),
+        }
+    }
+
     /// The next batch as an Arrow IPC stream, or none at the end.
     pub fn next_ipc(&mut self) -> Result<Option<Vec<u8>>, DataError> {
         match self.next_batch()? {
@@ -415,12 +425,47 @@ impl FrameWriter {
         for batch in reader {
             let batch = batch.map_err(|e| self.fail(format!("bad Arrow IPC batch: {e}")))?;
             self.write_batch(&batch)?;
-            let bytes = self.pending.take();
-            if !bytes.is_empty() {
-                self.sink.write(&bytes).await?;
-            }
+            self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Takes one batch given as a column-batch document (see `columns.rs`) and encodes it. The
+    /// batch's types are the frame's declared ones, else those of its first batch.
+    pub async fn write_columns(&mut self, document: &[u8]) -> Result<(), DataError> {
+        use super::columns;
+        let parsed = columns::parse_document(document).map_err(|e| self.fail(e))?;
+        let schema = match &self.schema {
+            Some(schema) => schema.clone(),
+            None if !self.declared.is_empty() => self.declared_schema()?,
+            None => columns::infer_schema(&parsed).map_err(|e| self.fail(e))?,
+        };
+        let batch = columns::build_batch(&schema, parsed).map_err(|e| self.fail(e))?;
+        self.write_batch(&batch)?;
+        self.flush().await
+    }
+
+    /// Streams what the encoder has produced so far to the store.
+    async fn flush(&mut self) -> Result<(), DataError> {
+        let bytes = self.pending.take();
+        if !bytes.is_empty() {
+            self.sink.write(&bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// The schema of the declared columns (all nullable).
+    fn declared_schema(&self) -> Result<SchemaRef, DataError> {
+        let fields: Vec<arrow_schema::Field> = self
+            .declared
+            .iter()
+            .map(|(name, ty)| {
+                ty.parse::<arrow_schema::DataType>()
+                    .map(|dt| arrow_schema::Field::new(name, dt, true))
+                    .map_err(|e| self.fail(format!("column {name:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Arc::new(arrow_schema::Schema::new(fields)))
     }
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
@@ -458,16 +503,7 @@ impl FrameWriter {
             if self.declared.is_empty() {
                 return Err(self.fail("no batch was written and no columns are declared"));
             }
-            let fields: Vec<arrow_schema::Field> = self
-                .declared
-                .iter()
-                .map(|(name, ty)| {
-                    ty.parse::<arrow_schema::DataType>()
-                        .map(|dt| arrow_schema::Field::new(name, dt, true))
-                        .map_err(|e| self.fail(format!("column {name:?}: {e}")))
-                })
-                .collect::<Result<_, _>>()?;
-            let schema = Arc::new(arrow_schema::Schema::new(fields));
+            let schema = self.declared_schema()?;
             self.encoder = Some(
                 Encoder::new(self.format, &schema, self.pending.clone())
                     .map_err(|e| self.fail(e))?,
@@ -477,10 +513,7 @@ impl FrameWriter {
         if let Some(encoder) = self.encoder.take() {
             encoder.finish().map_err(|e| self.fail(e))?;
         }
-        let bytes = self.pending.take();
-        if !bytes.is_empty() {
-            self.sink.write(&bytes).await?;
-        }
+        self.flush().await?;
         let columns = self.schema.as_ref().map(schema_columns).unwrap_or_default();
         let written = self.sink.finish().await?;
         Ok(RefMeta {

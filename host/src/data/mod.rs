@@ -6,6 +6,7 @@
 //! record keeps pointing at the right place whatever store the host is started with later.
 
 mod cloud;
+pub mod columns;
 pub mod frames;
 pub mod grants;
 pub mod objects;

@@ -303,6 +303,11 @@ impl wit::HostFrameReader for AttemptState {
         Ok(reader.0.next_ipc().map_err(to_wit))
     }
 
+    async fn next_columns(&mut self, this: Resource<FrameReaderHandle>) -> Res<Option<Vec<u8>>> {
+        let reader = self.table.get_mut(&this)?;
+        Ok(reader.0.next_columns().map_err(to_wit))
+    }
+
     async fn drop(&mut self, this: Resource<FrameReaderHandle>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         self.data_handles -= 1;
@@ -314,6 +319,15 @@ impl wit::HostFrameWriter for AttemptState {
     async fn write(&mut self, this: Resource<FrameWriterHandle>, ipc: Vec<u8>) -> Res<()> {
         let writer = self.table.get_mut(&this)?;
         Ok(writer.0.write_ipc(&ipc).await.map_err(to_wit))
+    }
+
+    async fn write_columns(
+        &mut self,
+        this: Resource<FrameWriterHandle>,
+        columns: Vec<u8>,
+    ) -> Res<()> {
+        let writer = self.table.get_mut(&this)?;
+        Ok(writer.0.write_columns(&columns).await.map_err(to_wit))
     }
 
     async fn finish(&mut self, this: Resource<FrameWriterHandle>) -> Res<Reference> {

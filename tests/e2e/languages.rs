@@ -1,0 +1,215 @@
+//! The same contract in three languages: the language-neutral cases of the value and failure
+//! suites run against the Rust fixture and its Python and JavaScript twins
+//! (`tests/fixtures/python/py_basic.py`, `tests/fixtures/js/js_basic.js`), which must give the
+//! same outputs, the same errors and the same interface hashes.
+
+use serde_json::json;
+use sluice_host::values::json::document_to_json;
+use sluice_host::RunRequest;
+use sluice_tests::{fixture, guest, run_json_inputs, test_host, TestHost};
+
+/// The twins of the Rust `basic` fixture.
+const TWINS: [&str; 2] = ["py_basic", "js_basic"];
+
+/// What a run gave, in a form to compare across languages.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Outputs(serde_json::Value),
+    Failed {
+        kind: String,
+        message: String,
+        retryable: bool,
+    },
+}
+
+async fn outcome(
+    t: &TestHost,
+    component: std::path::PathBuf,
+    task: &str,
+    inputs: &serde_json::Value,
+) -> Outcome {
+    let env = t.host.load_file(component).await.unwrap();
+    let out = run_json_inputs(t, &env, task, inputs).await;
+    let details = t.host.run_details(&out.run_id).await.unwrap().unwrap();
+    match out.outputs {
+        Ok(doc) => {
+            assert_eq!(details.run.phase, "succeeded");
+            Outcome::Outputs(document_to_json(&doc))
+        }
+        Err(f) => {
+            assert_eq!(details.run.phase, "failed");
+            Outcome::Failed {
+                kind: f.kind,
+                message: f.message,
+                retryable: f.retryable,
+            }
+        }
+    }
+}
+
+/// Runs each case on the Rust fixture and on both twins and requires the same outcome.
+async fn same_everywhere(cases: &[(&str, serde_json::Value)]) {
+    let t = test_host().await;
+    for (task, inputs) in cases {
+        let expected = outcome(&t, fixture("basic"), task, inputs).await;
+        for twin in TWINS {
+            let got = outcome(&t, guest(twin), task, inputs).await;
+            assert_eq!(got, expected, "{twin}: {task}({inputs})");
+        }
+    }
+}
+
+#[tokio::test]
+async fn values_of_every_kind_come_back_the_same() {
+    same_everywhere(&[
+        ("add_one", json!({"x": 41})),
+        ("add", json!({"x": -2, "y": 1_000_000_000_000i64})),
+        (
+            "scalars",
+            json!({
+                "i": -7, "f": 2.0, "b": true, "s": "héllo", "raw": "AAH/",
+                "when": "2024-05-01T12:00:00.25Z", "took": "1h30m", "nothing": null
+            }),
+        ),
+        (
+            "people",
+            json!({
+                "people": [
+                    {"name": "ann", "age": 31, "email": "ann@example.com"},
+                    {"name": "bob", "age": 45},
+                ],
+                "favourite": "Blue"
+            }),
+        ),
+        ("people", json!({"people": [], "favourite": "Red"})),
+        ("greet", json!({"name": "Ann", "title": "Dr"})),
+        ("greet", json!({"name": "Ann"})),
+        ("describe_union", json!({"v": 7})),
+        ("describe_union", json!({"v": "seven"})),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn errors_come_back_the_same() {
+    same_everywhere(&[
+        // The task's own errors, with their retryable flag.
+        ("divide", json!({"x": 1, "y": 0})),
+        ("flaky", json!({})),
+        // What the host refuses or catches is the host's, whatever the language.
+        ("wrong_output", json!({})),
+        ("big_output", json!({"bytes": 4096})),
+        ("spin", json!({})),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_the_same() {
+    let t = test_host().await;
+    for component in [fixture("basic"), guest("py_basic"), guest("js_basic")] {
+        let env = t.host.load_file(component).await.unwrap();
+        let out = t
+            .host
+            .run(
+                &env,
+                RunRequest::new("add").input("x", "one").input("y", 2i64),
+            )
+            .await
+            .unwrap();
+        let f = out
+            .outputs
+            .expect_err("a string for an int must be refused");
+        assert_eq!(
+            (f.kind.as_str(), f.message.as_str()),
+            ("input", "inputs.x: expected int, got string"),
+            "{}",
+            env.source_name
+        );
+    }
+}
+
+#[tokio::test]
+async fn interface_hashes_match_the_rust_twins() {
+    let t = test_host().await;
+    let rust = t.host.load_file(fixture("basic")).await.unwrap();
+    for twin in TWINS {
+        let env = t.host.load_file(guest(twin)).await.unwrap();
+        let mut compared = 0;
+        for task in &env.tasks {
+            // `raises` is the twins' own (a Rust task panics instead).
+            if let Some(r) = rust.task(&task.name) {
+                assert_eq!(
+                    task.interface_hash, r.interface_hash,
+                    "{twin}.{}: {:?} vs {:?}",
+                    task.name, task.interface, r.interface
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(
+            compared,
+            env.tasks.len() - 1,
+            "{twin}: every twin task but `raises` has a Rust one"
+        );
+        assert_eq!(env.task("spin").unwrap().timeout_ms, Some(300));
+        assert_eq!(
+            env.task("big_output").unwrap().inline_limit_bytes,
+            Some(1024)
+        );
+    }
+}
+
+#[tokio::test]
+async fn exceptions_become_user_errors_with_their_message() {
+    let t = test_host().await;
+    for (twin, expected) in [
+        ("py_basic", "RuntimeError: the sky fell"),
+        ("js_basic", "TypeError: the sky fell"),
+    ] {
+        let env = t.host.load_file(guest(twin)).await.unwrap();
+        let out = t
+            .host
+            .run(
+                &env,
+                RunRequest::new("raises").input("message", "the sky fell"),
+            )
+            .await
+            .unwrap();
+        let f = out.outputs.expect_err("raises must fail");
+        assert_eq!(
+            (f.kind.as_str(), f.message.as_str(), f.retryable),
+            ("user", expected, false),
+            "{twin}"
+        );
+        // The traceback goes to the attempt's log.
+        let d = t.host.run_details(&out.run_id).await.unwrap().unwrap();
+        let log = d.log.unwrap_or_default();
+        assert!(log.contains("the sky fell"), "{twin}: {log}");
+    }
+}
+
+#[tokio::test]
+async fn logs_prints_and_the_sandbox_are_the_same() {
+    let t = test_host().await;
+    let rust = outcome(&t, fixture("basic"), "sandbox_probe", &json!({})).await;
+    for twin in TWINS {
+        let env = t.host.load_file(guest(twin)).await.unwrap();
+        let out = t
+            .host
+            .run(&env, RunRequest::new("chatty").input("lines", 2i64))
+            .await
+            .unwrap();
+        let d = t.host.run_details(&out.run_id).await.unwrap().unwrap();
+        let log = d.log.unwrap();
+        assert!(log.contains("[INFO] starting"), "{twin}: {log}");
+        assert!(log.contains("line 0\nline 1\n"), "{twin}: {log}");
+        assert!(log.contains("done on stderr"), "{twin}: {log}");
+    }
+    // No environment, arguments, files or network for CPython either (JavaScript has no API
+    // for them to probe).
+    assert_eq!(
+        outcome(&t, guest("py_basic"), "sandbox_probe", &json!({})).await,
+        rust
+    );
+}
