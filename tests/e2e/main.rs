@@ -8,6 +8,7 @@ mod failures;
 mod files;
 mod frames;
 mod languages;
+mod languages_data;
 mod offload;
 mod records;
 mod s3;
