@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/target/wasm32-wasip2/release"
 rustup target add wasm32-wasip2 >/dev/null
-for dir in tests/fixtures examples/tasks; do
+for dir in tests/fixtures examples/tasks examples/csv; do
   cargo build --quiet --release --target wasm32-wasip2 --target-dir "$root/target" \
     --manifest-path "$root/$dir/Cargo.toml"
 done

@@ -213,3 +213,92 @@ async fn logs_prints_and_the_sandbox_are_the_same() {
         rust
     );
 }
+
+/// The seed's CSV pipeline (examples/csv, examples/python/py_csv.py, examples/js/js_csv.js)
+/// writes the same bytes in every language, and across languages (Python calling Rust).
+#[tokio::test]
+async fn the_csv_pipeline_gives_the_same_bytes_in_every_language() {
+    use sluice_host::values::reference::RefMeta;
+    use sluice_host::values::RefKind;
+    use sluice_tests::{reference_of, workspace_root};
+
+    let t = test_host().await;
+    let people = workspace_root().join("examples/data/people.csv");
+    let data = t
+        .host
+        .upload(&people, RefKind::File, "default", "development")
+        .await
+        .unwrap();
+    let request = |task: &str| {
+        RunRequest::new(task)
+            .input("data", data.to_value())
+            .input("seed", 7i64)
+            .input("column", "score")
+    };
+    // Loaded first, so that the mixed pipeline finds the Rust environment.
+    t.host.load_file(guest("example_csv")).await.unwrap();
+    let mut outputs: Vec<(String, RefMeta)> = Vec::new();
+    for (component, task) in [
+        ("example_csv", "pipeline"),
+        ("py_csv", "pipeline"),
+        ("js_csv", "pipeline"),
+        ("py_csv", "mixed_pipeline"),
+    ] {
+        let env = t.host.load_file(guest(component)).await.unwrap();
+        let out = t.host.run(&env, request(task)).await.unwrap();
+        let file = match &out.outputs {
+            Ok(doc) => reference_of(&doc["o0"]),
+            Err(f) => panic!("{component}.{task}: {f:?}"),
+        };
+        let d = t.host.run_details(&out.run_id).await.unwrap().unwrap();
+        let mut children: Vec<&str> = d
+            .actions
+            .iter()
+            .filter(|a| a.parent_id.is_some())
+            .map(|a| a.task.as_str())
+            .collect();
+        children.sort();
+        let shuffle = if task == "mixed_pipeline" {
+            "example-csv.shuffle_rows"
+        } else {
+            "shuffle_rows"
+        };
+        assert_eq!(children, ["drop_column", shuffle], "{component}.{task}");
+        outputs.push((format!("{component}.{task}"), file));
+    }
+    let text = std::fs::read_to_string(outputs[0].1.uri.strip_prefix("file://").unwrap()).unwrap();
+    assert!(
+        text.starts_with("id,name\n") && !text.contains("90"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1 + 5, "{text}");
+    for (who, file) in &outputs[1..] {
+        assert_eq!(
+            file.sha256, outputs[0].1.sha256,
+            "{who} wrote other bytes than Rust"
+        );
+    }
+    // A column that is not there: the same user error everywhere.
+    for component in ["example_csv", "py_csv", "js_csv"] {
+        let env = t.host.load_file(guest(component)).await.unwrap();
+        let out = t
+            .host
+            .run(
+                &env,
+                RunRequest::new("drop_column")
+                    .input("data", data.to_value())
+                    .input("column", "age"),
+            )
+            .await
+            .unwrap();
+        let f = out.outputs.unwrap_err();
+        assert_eq!(
+            (f.kind.as_str(), f.message.as_str()),
+            (
+                "user",
+                "column \"age\" not in the data (columns: id, name, score)"
+            ),
+            "{component}"
+        );
+    }
+}
