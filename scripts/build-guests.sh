@@ -18,7 +18,7 @@ done
 stale() {
   local output=$1
   shift
-  [ ! -f "$output" ] || [ -n "$(find "$@" -newer "$output" -type f -print -quit)" ]
+  [ ! -f "$output" ] || [ -n "$(find "$@" -newer "$output" -type f -not -path '*/__pycache__/*' -print -quit)" ]
 }
 
 shopt -s nullglob

@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/build-guests.sh
 bash scripts/test-servers.sh
+# The guest SDKs' own unit tests (codec, descriptors), without the host.
+PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s guest-sdk/python/tests
+node --test guest-sdk/js/test/
 cargo test --workspace --quiet
 
 trap 'bash scripts/postgres.sh stop' EXIT
@@ -15,7 +18,9 @@ if ! pg_url=$(bash scripts/postgres.sh start | tail -1); then
   exit 0
 fi
 # The `sluice` command tests (cli::, crash::) drive the binary on its embedded default and
-# check the SQLite file itself; every other end-to-end test runs again on PostgreSQL.
+# check the SQLite file itself, and the language tests (languages*::) exercise the guests, not
+# the records (they go through the same host paths as the Rust cases that do run here); every
+# other end-to-end test runs again on PostgreSQL.
 echo "the end-to-end suite again, on PostgreSQL ($pg_url)"
 SLUICE_TEST_POSTGRES="$pg_url" cargo test --quiet -p sluice-tests --test e2e -- \
-  --skip cli:: --skip crash::
+  --skip cli:: --skip crash:: --skip languages
