@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks on a release build, beside Flyte v2 local measured in the same run (installed
 # into target/tools/flyte-venv by the peer's setup.sh on first use; skipped if that fails).
-# usage: scripts/bench.sh [N=1000]   (fan-out, chain, cache, records, files and frames)
+# usage: scripts/bench.sh [N=1000]   (fan-out, chain, cache, languages, records, files and frames)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,6 +21,7 @@ trap 'bash scripts/postgres.sh stop' EXIT
 pg_url=$(bash scripts/postgres.sh start | tail -1) || pg_url=""
 SLUICE_BENCH_POSTGRES="$pg_url" target/release/sluice-bench chain "${1:-1000}"
 target/release/sluice-bench cache "${1:-1000}"
+target/release/sluice-bench languages "${1:-1000}"
 target/release/sluice-bench records 2000
 target/release/sluice-bench files 1024
 target/release/sluice-bench frames 1000000

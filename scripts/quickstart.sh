@@ -24,6 +24,15 @@ dropped=$("$sluice" run "$files" drop_column --in data="$shuffled" --in column=s
   sed -n 's/.*"o0": "\(.*\)".*/\1/p')
 "$sluice" cat "$dropped"
 
+# The same pipeline written in Python and in JavaScript, and a Python task calling the Rust
+# shuffle: all write the same bytes.
+release=target/wasm32-wasip2/release
+for env in example_csv py_csv js_csv; do
+  "$sluice" run "$release/$env.wasm" pipeline --in data=@examples/data/people.csv --in seed=7 --in column=score
+done
+"$sluice" run --with "$release/example_csv.wasm" "$release/py_csv.wasm" mixed_pipeline \
+  --in data=@examples/data/people.csv --in seed=7 --in column=score
+
 # Caching: the second run (only the ignored `note` differs) is answered from the first one's
 # entry; `runs show` prints its action tree and events.
 durable=target/wasm32-wasip2/release/fixture_durable.wasm

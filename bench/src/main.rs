@@ -12,6 +12,9 @@
 //!
 //! `sluice-bench fanout [N]`: one run mapping a trivial task over N children (see fanout.rs).
 //!
+//! `sluice-bench languages [N]`: the same chain on the Rust, Python and JavaScript twins, with
+//! their sizes, compile and load times and per-attempt start-up (see languages.rs).
+//!
 //! `sluice-bench files [MiB]` and `sluice-bench frames [rows]`: the data plane (see data.rs).
 //!
 //! Run with `scripts/bench.sh` (release build; debug figures mislead).
@@ -19,6 +22,7 @@
 mod cache;
 mod data;
 mod fanout;
+mod languages;
 mod peer;
 mod records;
 
@@ -50,8 +54,13 @@ fn median_of(mut xs: Vec<Duration>) -> Duration {
 }
 
 async fn chain(host: &Host, n: usize) -> Figures {
+    chain_of(host, &sluice_tests::fixture("basic"), n).await
+}
+
+/// The chain on `component`'s `add_one` (the Rust fixture, or its Python or JS twin).
+async fn chain_of(host: &Host, component: &std::path::Path, n: usize) -> Figures {
     let env = host
-        .load_file(sluice_tests::fixture("basic"))
+        .load_file(component)
         .await
         .expect("loading the fixture");
     let mut x = 0i64;
@@ -156,9 +165,10 @@ async fn main() {
         "files" => return data::files(n as u64).await,
         "frames" => return data::frames(n).await,
         "fanout" => return fanout::run(n).await,
+        "languages" => return languages::run(n).await,
         _ => {
             eprintln!(
-                "usage: sluice-bench chain|records|cache|fanout [N] | files [MiB] | frames [rows]"
+                "usage: sluice-bench chain|records|cache|fanout|languages [N] | files [MiB] | frames [rows]"
             );
             std::process::exit(2);
         }

@@ -134,6 +134,7 @@ export function environment(name, module) {
         const raw = decode(inputs, fromExt);
         const args = s.inputs.map(([n, ty]) => fromWire(ty, raw[n]));
         result = s.fn(...args);
+        if (result instanceof Promise) throw new TypeError(`task ${taskName} returned a Promise: a task returns its value`);
       } catch (e) {
         throw taskError(e);
       }
