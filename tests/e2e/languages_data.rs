@@ -273,3 +273,34 @@ async fn tasks_call_across_languages() {
     let child = d.actions.iter().find(|a| a.parent_id.is_some()).unwrap();
     assert_eq!(child.task, "py_data.add_one");
 }
+
+#[tokio::test]
+async fn caching_and_seeking_work_the_same() {
+    let t = test_host().await;
+    for lang in DATA {
+        for expected in ["miss", "hit"] {
+            let out = run(&t, lang, RunRequest::new("cached_double").input("x", 21i64)).await;
+            assert_eq!(single_output(&out), &Value::Int(42), "{lang}");
+            let d = details(&t, &out.run_id).await;
+            assert_eq!(
+                d.actions[0].cache_status.as_deref(),
+                Some(expected),
+                "{lang}"
+            );
+        }
+        let out = run(
+            &t,
+            lang,
+            RunRequest::new("make_file").input("text", "hello, world"),
+        )
+        .await;
+        let file = single_output(&out).clone();
+        let out = run(
+            &t,
+            lang,
+            RunRequest::new("tail").input("data", file).input("n", 5i64),
+        )
+        .await;
+        assert_eq!(single_output(&out), &Value::from("world"), "{lang}");
+    }
+}
