@@ -22,15 +22,24 @@ stale() {
 }
 
 shopt -s nullglob
-for app in "$root"/tests/fixtures/python/*.py "$root"/examples/python/*.py; do
-  component="$out/$(basename "$app" .py).wasm"
-  if stale "$component" "$app" "$root/guest-sdk/python" "$root/wit"; then
-    "$root/scripts/build-py.sh" "$app" -o "$component"
-  fi
-done
-for app in "$root"/tests/fixtures/js/*.js "$root"/examples/js/*.js; do
-  component="$out/$(basename "$app" .js).wasm"
-  if stale "$component" "$app" "$root/guest-sdk/js/src" "$root/wit"; then
-    "$root/scripts/build-js.sh" "$app" -o "$component"
-  fi
-done
+# Python and JavaScript guests build in parallel (each build is mostly one core).
+build_python() {
+  for app in "$root"/tests/fixtures/python/*.py "$root"/examples/python/*.py; do
+    component="$out/$(basename "$app" .py).wasm"
+    if stale "$component" "$app" "$root/guest-sdk/python" "$root/wit"; then
+      "$root/scripts/build-py.sh" "$app" -o "$component"
+    fi
+  done
+}
+build_js() {
+  for app in "$root"/tests/fixtures/js/*.js "$root"/examples/js/*.js; do
+    component="$out/$(basename "$app" .js).wasm"
+    if stale "$component" "$app" "$root/guest-sdk/js/src" "$root/wit"; then
+      "$root/scripts/build-js.sh" "$app" -o "$component"
+    fi
+  done
+}
+build_python &
+python_job=$!
+build_js
+wait "$python_job"

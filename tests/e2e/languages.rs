@@ -137,7 +137,8 @@ async fn interface_hashes_match_the_rust_twins() {
         let env = t.host.load_file(guest(twin)).await.unwrap();
         let mut compared = 0;
         for task in &env.tasks {
-            // `raises` is the twins' own (a Rust task panics instead).
+            // `raises` and `unsendable` are the twins' own (a Rust task panics instead, and
+            // cannot return what serde cannot encode).
             if let Some(r) = rust.task(&task.name) {
                 assert_eq!(
                     task.interface_hash, r.interface_hash,
@@ -149,7 +150,7 @@ async fn interface_hashes_match_the_rust_twins() {
         }
         assert_eq!(
             compared,
-            env.tasks.len() - 1,
+            env.tasks.len() - 2,
             "{twin}: every twin task but `raises` has a Rust one"
         );
         assert_eq!(env.task("spin").unwrap().timeout_ms, Some(300));
@@ -186,6 +187,20 @@ async fn exceptions_become_user_errors_with_their_message() {
         let d = t.host.run_details(&out.run_id).await.unwrap().unwrap();
         let log = d.log.unwrap_or_default();
         assert!(log.contains("the sky fell"), "{twin}: {log}");
+
+        // A result the SDK cannot encode is a failure of the task's runtime, not a user error.
+        let out = t
+            .host
+            .run(&env, RunRequest::new("unsendable"))
+            .await
+            .unwrap();
+        let f = out.outputs.expect_err("unsendable must fail");
+        assert_eq!(f.kind, "failure", "{twin}: {}", f.message);
+        assert!(
+            f.message.contains("cannot encode a"),
+            "{twin}: {}",
+            f.message
+        );
     }
 }
 

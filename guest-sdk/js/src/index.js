@@ -138,12 +138,18 @@ export function environment(name, module) {
       } catch (e) {
         throw taskError(e);
       }
-      const values = s.outputs.length > 1 ? result : [result];
-      const doc = {};
-      s.outputs.forEach((ty, i) => {
-        doc[`o${i}`] = toWire(ty, Array.isArray(values) ? values[i] : undefined);
-      });
-      return encode(doc);
+      try {
+        const values = s.outputs.length > 1 ? result : [result];
+        const doc = {};
+        s.outputs.forEach((ty, i) => {
+          doc[`o${i}`] = toWire(ty, Array.isArray(values) ? values[i] : undefined);
+        });
+        return encode(doc);
+      } catch (e) {
+        // Outputs that have no MessagePack form (a function, a symbol ...): the task's result
+        // could not be sent, which is not the task's own error.
+        throw { tag: "failure", val: `task ${taskName}: encoding outputs: ${e && e.message ? e.message : String(e)}` };
+      }
     },
   };
 }

@@ -7,7 +7,7 @@ module (registering its tasks), sets `ENVIRONMENT_NAME` and re-exports `Environm
 import sys
 import traceback
 
-from . import _task, _types
+from . import _msgpack, _task, _types
 
 ENVIRONMENT_NAME = "python"
 
@@ -104,7 +104,9 @@ class Environment:
         except CallError as e:
             # An unhandled child error: the caller fails with the child's in its message.
             raise _user(types, str(e), e.retryable) from None
-        except _types.ValueMismatch as e:
+        except (_types.ValueMismatch, _msgpack.MsgpackError) as e:
+            # Outputs that have no MessagePack form (a set, a naive datetime ...): the result
+            # could not be sent, which is not the task's own error.
             raise Err(types.TaskError_Failure(f"task {task}: {e}")) from None
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
