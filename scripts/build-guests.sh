@@ -22,24 +22,19 @@ stale() {
 }
 
 shopt -s nullglob
+# build_lang EXT LANG SDK-DIR BUILDER: every app of that language (tests/fixtures/LANG/*.EXT and
+# examples/LANG/*.EXT) whose component is missing or older than its source, SDK or the WIT.
+build_lang() {
+  local ext=$1 lang=$2 sdk=$3 builder=$4
+  for app in "$root"/tests/fixtures/"$lang"/*."$ext" "$root"/examples/"$lang"/*."$ext"; do
+    component="$out/$(basename "$app" ."$ext").wasm"
+    if stale "$component" "$app" "$sdk" "$root/wit"; then
+      "$builder" "$app" -o "$component"
+    fi
+  done
+}
 # Python and JavaScript guests build in parallel (each build is mostly one core).
-build_python() {
-  for app in "$root"/tests/fixtures/python/*.py "$root"/examples/python/*.py; do
-    component="$out/$(basename "$app" .py).wasm"
-    if stale "$component" "$app" "$root/guest-sdk/python" "$root/wit"; then
-      "$root/scripts/build-py.sh" "$app" -o "$component"
-    fi
-  done
-}
-build_js() {
-  for app in "$root"/tests/fixtures/js/*.js "$root"/examples/js/*.js; do
-    component="$out/$(basename "$app" .js).wasm"
-    if stale "$component" "$app" "$root/guest-sdk/js/src" "$root/wit"; then
-      "$root/scripts/build-js.sh" "$app" -o "$component"
-    fi
-  done
-}
-build_python &
+build_lang py python "$root/guest-sdk/python" "$root/scripts/build-py.sh" &
 python_job=$!
-build_js
+build_lang js js "$root/guest-sdk/js/src" "$root/scripts/build-js.sh"
 wait "$python_job"

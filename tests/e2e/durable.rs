@@ -6,7 +6,7 @@ use sluice_host::records::{AttemptRecord, EventRecord};
 use sluice_host::values::reference::RefMeta;
 use sluice_host::values::RefKind;
 use sluice_host::{RunDetails, RunOutcome, RunRequest, Value};
-use sluice_tests::{fixture, reference_of, single_output, test_host, TestHost};
+use sluice_tests::{attempt_log, fixture, reference_of, single_output, test_host, TestHost};
 
 async fn run(t: &TestHost, req: RunRequest) -> RunOutcome {
     let env = t.host.load_file(fixture("durable")).await.unwrap();
@@ -308,10 +308,7 @@ async fn a_retry_replays_traces_without_running_them() {
     let d = details(&t, &out.run_id).await;
     assert_eq!(phases(&d.attempts), ["failed", "succeeded"]);
     // An attempt that wrote nothing to its log has none.
-    let log_of = |i: usize| match d.attempts[i].log_uri.clone() {
-        Some(uri) => std::fs::read_to_string(uri.strip_prefix("file://").unwrap()).unwrap(),
-        None => String::new(),
-    };
+    let log_of = |i: usize| attempt_log(&d.attempts[i]);
     let first = log_of(0);
     assert!(
         first.contains("double ran") && first.contains("item 2 made"),

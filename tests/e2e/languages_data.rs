@@ -4,7 +4,7 @@
 
 use sluice_host::values::json::document_to_json;
 use sluice_host::{RunDetails, RunOutcome, RunRequest, Value};
-use sluice_tests::{fixture, guest, reference_of, single_output, test_host, TestHost};
+use sluice_tests::{attempt_log, fixture, guest, reference_of, single_output, test_host, TestHost};
 
 const DATA: [&str; 2] = ["py_data", "js_data"];
 
@@ -110,10 +110,7 @@ async fn a_retry_replays_traces_without_running_them() {
         let d = details(&t, &out.run_id).await;
         let phases: Vec<&str> = d.attempts.iter().map(|a| a.phase.as_str()).collect();
         assert_eq!(phases, ["failed", "succeeded"], "{lang}");
-        let log_of = |i: usize| match d.attempts[i].log_uri.clone() {
-            Some(uri) => std::fs::read_to_string(uri.strip_prefix("file://").unwrap()).unwrap(),
-            None => String::new(),
-        };
+        let log_of = |i: usize| attempt_log(&d.attempts[i]);
         let first = log_of(0);
         assert!(
             first.contains("double ran") && first.contains("item 2 made"),

@@ -205,6 +205,19 @@ pub async fn run_json_inputs(
         .unwrap()
 }
 
+/// The log an attempt wrote to the local store; empty when it wrote none (then it has no log).
+pub fn attempt_log(attempt: &sluice_host::records::AttemptRecord) -> String {
+    match &attempt.log_uri {
+        Some(uri) => {
+            let path = uri
+                .strip_prefix("file://")
+                .expect("a log in the local store");
+            std::fs::read_to_string(path).expect("reading an attempt's log")
+        }
+        None => String::new(),
+    }
+}
+
 /// The single output `o0` of a run that must have succeeded.
 pub fn single_output(out: &sluice_host::RunOutcome) -> &sluice_host::Value {
     match &out.outputs {

@@ -15,6 +15,7 @@ interface hash:
 """
 
 import dataclasses
+import functools
 import datetime as _dt
 import enum
 import types as _pytypes
@@ -123,9 +124,15 @@ class TypeTable:
 
 def _hints(obj, where):
     try:
-        return typing.get_type_hints(obj, include_extras=True)
+        return _cached_hints(obj)
     except Exception as e:  # a forward reference that does not resolve, say
         raise DescribeError(f"{where}: cannot read the type annotations: {e}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_hints(obj):
+    # Resolved once per class or function: values convert field by field, element by element.
+    return typing.get_type_hints(obj, include_extras=True)
 
 
 def to_wire(ann, value, where):

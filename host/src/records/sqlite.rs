@@ -70,6 +70,12 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Takes up to [`GROUP_COMMIT_MAX`] transactions from the front of the queue.
+fn take_batch(queue: &mut Queue) -> Vec<Queued> {
+    let take = queue.waiting.len().min(GROUP_COMMIT_MAX);
+    queue.waiting.drain(..take).collect()
+}
+
 /// The writer's role, given up however the writer leaves. A writer whose future is dropped
 /// while it yields still commits what waits (synchronously), so no caller is failed by another's
 /// cancellation; after a panic, what waits is dropped and its callers get an error.
@@ -204,9 +210,7 @@ impl Sqlite {
 
     /// Up to [`GROUP_COMMIT_MAX`] waiting transactions.
     fn take_waiting(&self) -> Vec<Queued> {
-        let mut queue = locked(&self.queue);
-        let take = queue.waiting.len().min(GROUP_COMMIT_MAX);
-        queue.waiting.drain(..take).collect()
+        take_batch(&mut locked(&self.queue))
     }
 
     /// Commits what waits until nothing does, then gives up the writer's role: it is given up
@@ -220,8 +224,7 @@ impl Sqlite {
                     queue.writing = false;
                     return;
                 }
-                let take = queue.waiting.len().min(GROUP_COMMIT_MAX);
-                queue.waiting.drain(..take).collect()
+                take_batch(&mut queue)
             };
             self.commit_group(batch);
         }
