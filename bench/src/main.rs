@@ -153,8 +153,17 @@ async fn memory_host(home: &std::path::Path) -> Host {
         .expect("in-memory host")
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // As the `sluice` command does, before any thread starts.
+    sluice_host::process::keep_freed_buffers();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the runtime")
+        .block_on(run_case());
+}
+
+async fn run_case() {
     let mut args = std::env::args().skip(1);
     let case = args.next().unwrap_or_else(|| "chain".into());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);

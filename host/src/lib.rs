@@ -10,6 +10,7 @@ pub mod engine;
 pub mod executor;
 pub mod gc;
 mod host;
+pub mod process;
 pub mod records;
 pub mod spec;
 pub mod traces;

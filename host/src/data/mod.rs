@@ -7,9 +7,11 @@
 
 mod cloud;
 pub mod columns;
+mod encoder;
 pub mod frames;
 pub mod grants;
 pub mod objects;
+mod parquet_encoder;
 pub mod session;
 mod stores;
 

@@ -5,6 +5,7 @@
 //! symbolic link); other stores go through `object_store` (ranged GET streams, multipart PUT).
 //! A writer hashes the bytes as they pass and makes the object visible only when it finishes.
 
+use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -216,17 +217,18 @@ enum Hashing {
 }
 
 impl Hashing {
-    fn update(&mut self, bytes: &[u8], size_after: u64) {
+    /// Hashes a chunk; an owned one goes to the thread as it is, a borrowed one is copied.
+    fn update(&mut self, bytes: Cow<'_, [u8]>, size_after: u64) {
         match self {
             Hashing::Inline(hasher) => {
-                hasher.update(bytes);
+                hasher.update(&bytes);
                 if size_after > HASH_THREAD_THRESHOLD_BYTES {
                     let hasher = std::mem::take(hasher);
                     *self = Hashing::threaded(hasher);
                 }
             }
             Hashing::Threaded { chunks, .. } => {
-                if chunks.send(bytes.to_vec()).is_err() {
+                if chunks.send(bytes.into_owned()).is_err() {
                     *self = Hashing::Broken("the hashing thread stopped".to_string());
                 }
             }
@@ -315,16 +317,26 @@ impl ObjectWriter {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        self.write_chunk(Cow::Borrowed(bytes)).await
+    }
+
+    /// `write` for bytes the caller gives away: a big object's hashing thread takes them as they
+    /// are instead of a copy.
+    pub async fn write_vec(&mut self, bytes: Vec<u8>) -> Result<(), DataError> {
+        self.write_chunk(Cow::Owned(bytes)).await
+    }
+
+    async fn write_chunk(&mut self, bytes: Cow<'_, [u8]>) -> Result<(), DataError> {
         match &mut self.sink {
             Some(WriteSink::Local { file, .. }) => {
-                file.write_all(bytes).map_err(|e| io_error(&self.uri, e))?
+                file.write_all(&bytes).map_err(|e| io_error(&self.uri, e))?
             }
             Some(WriteSink::Remote(upload)) => {
                 upload
                     .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| store_error(&self.uri, e))?;
-                upload.write(bytes);
+                upload.write(&bytes);
             }
             None => {
                 return Err(DataError::Closed {

@@ -318,7 +318,7 @@ impl wit::HostFrameReader for AttemptState {
 impl wit::HostFrameWriter for AttemptState {
     async fn write(&mut self, this: Resource<FrameWriterHandle>, ipc: Vec<u8>) -> Res<()> {
         let writer = self.table.get_mut(&this)?;
-        Ok(writer.0.write_ipc(&ipc).await.map_err(to_wit))
+        Ok(writer.0.write_ipc(ipc).await.map_err(to_wit))
     }
 
     async fn write_columns(
