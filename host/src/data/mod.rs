@@ -274,14 +274,16 @@ impl DataStore {
         let path = self.path_of(uri)?;
         // Small local objects (documents) are read in place: object_store's local reads hop to
         // a blocking thread, which costs more than the read (a cache hit is mostly this read).
+        // One open, one stat and the reads (a path-based stat and then a read would open it
+        // twice: ten system calls where five do).
         if let Some(dir) = &self.local_dir {
             let local_error = |e| objects::io_error(uri, e);
-            let size = dir.metadata(path.as_ref()).map_err(local_error)?.len();
+            let mut file = dir.open(path.as_ref()).map_err(local_error)?;
+            let size = file.metadata().map_err(local_error)?.len();
             if size <= INLINE_WRITE_MAX_BYTES as u64 {
-                return dir
-                    .read(path.as_ref())
-                    .map(Bytes::from)
-                    .map_err(local_error);
+                let mut bytes = Vec::with_capacity(size as usize);
+                std::io::Read::read_to_end(&mut file, &mut bytes).map_err(local_error)?;
+                return Ok(Bytes::from(bytes));
             }
         }
         let result = self

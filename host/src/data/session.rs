@@ -247,7 +247,7 @@ impl DataSession {
             if chunk.is_empty() {
                 break;
             }
-            writer.write(&chunk).await?;
+            writer.write_vec(chunk).await?;
         }
         let written = writer.finish().await?;
         dir_entry_done(dir, name, &written);

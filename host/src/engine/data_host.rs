@@ -227,7 +227,7 @@ impl wit::HostFileReader for AttemptState {
 impl wit::HostFileWriter for AttemptState {
     async fn write(&mut self, this: Resource<FileWriterHandle>, bytes: Vec<u8>) -> Res<()> {
         let handle = self.table.get_mut(&this)?;
-        Ok(handle.writer.write(&bytes).await.map_err(to_wit))
+        Ok(handle.writer.write_vec(bytes).await.map_err(to_wit))
     }
 
     async fn finish(&mut self, this: Resource<FileWriterHandle>) -> Res<Reference> {
