@@ -73,12 +73,13 @@ async fn a_host_on_an_s3_store_keeps_documents_files_and_frames_there() {
         "the outputs document reads back from S3"
     );
 
-    // Frames: written through a multipart upload, read back fetched from the store.
+    // Frames: written through a multipart upload, read back fetched from the store. 300,000
+    // rows (9.6 MB of batches) take the encoder past its inline threshold onto its own thread.
     let frames = host.load_file(fixture("frames")).await.unwrap();
     let made = host
         .run(
             &frames,
-            RunRequest::new("produce_parquet").input("rows", 100_000i64),
+            RunRequest::new("produce_parquet").input("rows", 300_000i64),
         )
         .await
         .unwrap();
@@ -96,7 +97,7 @@ async fn a_host_on_an_s3_store_keeps_documents_files_and_frames_there() {
     let got = sluice_host::values::json::to_json(single_output(&sum));
     assert_eq!(
         (got["sum"].as_f64(), got["batches"].as_i64()),
-        (Some(100_000.0), Some(4))
+        (Some(300_000.0), Some(10))
     );
 }
 
