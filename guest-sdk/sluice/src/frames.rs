@@ -16,11 +16,11 @@
 //! ```
 
 use std::fmt;
-use std::io::{self, Cursor};
+use std::io;
 use std::marker::PhantomData;
 
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
+use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -177,21 +177,26 @@ impl Iterator for Batches {
     fn next(&mut self) -> Option<Self::Item> {
         match self.handle.next() {
             Ok(None) => None,
-            Ok(Some(ipc)) => Some(decode_one(&ipc)),
+            Ok(Some(ipc)) => Some(decode_one(ipc)),
             Err(e) => Some(Err(to_io(e))),
         }
     }
 }
 
-fn decode_one(ipc: &[u8]) -> io::Result<RecordBatch> {
-    let mut reader = StreamReader::try_new(Cursor::new(ipc), None).map_err(arrow_io)?;
-    match reader.next() {
-        Some(batch) => batch.map_err(arrow_io),
-        None => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the host sent an empty batch stream",
-        )),
+/// The batch the host sent as a one-batch IPC stream. Its arrays point into the host's bytes
+/// (no copy), unless a buffer is misaligned.
+fn decode_one(ipc: Vec<u8>) -> io::Result<RecordBatch> {
+    let mut stream = arrow_buffer::Buffer::from_vec(ipc);
+    let mut decoder = StreamDecoder::new();
+    while !stream.is_empty() {
+        if let Some(batch) = decoder.decode(&mut stream).map_err(arrow_io)? {
+            return Ok(batch);
+        }
     }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the host sent an empty batch stream",
+    ))
 }
 
 /// A new frame being written batch by batch; dropped unfinished, it leaves nothing behind.

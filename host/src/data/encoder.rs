@@ -92,7 +92,7 @@ impl Encoder {
 
     fn finish(self) -> Result<(), String> {
         match self {
-            Encoder::Parquet(w) => w.close().map_err(|e| e.to_string()),
+            Encoder::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
             Encoder::ArrowIpc(mut w) => w.finish().map_err(|e| e.to_string()),
             Encoder::Csv(_) => Ok(()),
         }

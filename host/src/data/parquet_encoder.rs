@@ -69,12 +69,12 @@ impl<W: Write + Send> ParquetEncoder<W> {
         Ok(())
     }
 
-    /// Ends the file (its last row group and the footer).
-    pub(crate) fn close(mut self) -> Result<(), ParquetError> {
+    /// Ends the file (its last row group and the footer) and gives back the writer.
+    pub(crate) fn close(mut self) -> Result<W, ParquetError> {
         if self.rows_in_group > 0 {
             self.close_row_group()?;
         }
-        self.file.close().map(|_| ())
+        self.file.into_inner()
     }
 
     fn encode(&mut self, slice: &RecordBatch) -> Result<(), ParquetError> {
@@ -136,4 +136,73 @@ fn write_leaves(
         .iter_mut()
         .zip(leaves)
         .try_for_each(|(writer, leaf)| writer.write(leaf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StructArray};
+    use arrow_schema::{DataType, Field, Fields, Schema};
+    use bytes::Bytes;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// Rows `start..start + rows` of a frame with flat, nested and nullable columns.
+    fn batch(start: usize, rows: usize) -> RecordBatch {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            (start..start + rows).map(|i| i as i64),
+        ));
+        let point_fields = Fields::from(vec![
+            Field::new("x", DataType::Float64, false),
+            Field::new("y", DataType::Float64, true),
+        ]);
+        let xs: ArrayRef = Arc::new(Float64Array::from_iter_values(
+            (start..start + rows).map(|i| i as f64),
+        ));
+        let ys: ArrayRef = Arc::new(Float64Array::from_iter(
+            (start..start + rows).map(|i| (i % 3 != 0).then_some(-(i as f64))),
+        ));
+        let points: ArrayRef = Arc::new(StructArray::new(point_fields, vec![xs, ys], None));
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        for i in start..start + rows {
+            for t in 0..i % 3 {
+                tags.values().append_value(format!("t{t}"));
+            }
+            tags.append(true);
+        }
+        let tags: ArrayRef = Arc::new(tags.finish());
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("point", points.data_type().clone(), false),
+            Field::new("tags", tags.data_type().clone(), true),
+        ]);
+        RecordBatch::try_new(Arc::new(schema), vec![ids, points, tags]).unwrap()
+    }
+
+    #[test]
+    fn nested_columns_split_across_threads_and_row_groups_read_back_whole() {
+        let rows = PARQUET_ROW_GROUP_ROWS / 2 + 1000; // big enough to split, crossing groups
+        let first = batch(0, rows);
+        let props = WriterProperties::builder().build();
+        let mut encoder = ParquetEncoder::new(Vec::new(), &first.schema(), props).unwrap();
+        let batches = 5;
+        for i in 0..batches {
+            encoder.write(&batch(i * rows, rows)).unwrap();
+        }
+        let bytes = encoder.close().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+            .unwrap()
+            .with_batch_size(rows)
+            .build()
+            .unwrap();
+        let mut read = 0;
+        for got in reader {
+            let got = got.unwrap();
+            assert_eq!(got, batch(read, got.num_rows()), "rows from {read}");
+            read += got.num_rows();
+        }
+        assert_eq!(read, batches * rows);
+    }
 }
