@@ -114,7 +114,9 @@ enum State {
 pub(crate) struct FrameEncoder {
     state: State,
     encoded: Encoded,
-    /// In-memory size of the batches given so far.
+    /// In-memory size of the batches given so far, as Arrow counts it (a buffer several
+    /// columns share, as in a batch decoded in place, counts once per column: the thread then
+    /// takes over a little early, which is harmless).
     given_bytes: usize,
 }
 
