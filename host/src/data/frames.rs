@@ -148,6 +148,56 @@ fn projection(uri: &str, schema: &SchemaRef, wanted: &[String]) -> Result<Vec<us
 
 type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
+/// A stored frame at least this big is decoded on a thread of its own, a few batches ahead of
+/// the guest (smaller ones are decoded on the caller's thread: a thread costs more than it saves).
+const READ_AHEAD_MIN_BYTES: u64 = 4 << 20;
+/// Decoded batches waiting for the guest before the decoding thread waits.
+const READ_AHEAD_BATCHES: usize = 2;
+
+/// `batches` decoded on a thread of its own while the guest works on the ones before (Parquet
+/// decompression and decoding overlap the batch's trip into the guest). The thread stops when
+/// the batches end or the reader is dropped.
+fn read_ahead(batches: BatchIter) -> BatchIter {
+    // `None` marks the end: a channel that closes without it means the thread died.
+    let (decoded, queue) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
+    let started = std::thread::Builder::new()
+        .name("sluice-decode".to_string())
+        .spawn(move || {
+            for batch in batches {
+                if decoded.send(Some(batch)).is_err() {
+                    return; // the reader is gone
+                }
+            }
+            let _ = decoded.send(None);
+        });
+    if let Err(e) = started {
+        return Box::new(std::iter::once(Err(ArrowError::ExternalError(Box::new(
+            std::io::Error::other(format!("starting the frame decoding thread: {e}")),
+        )))));
+    }
+    let mut ended = false;
+    Box::new(std::iter::from_fn(move || {
+        if ended {
+            return None;
+        }
+        match queue.recv() {
+            Ok(Some(batch)) => Some(batch),
+            Ok(None) => {
+                ended = true;
+                None
+            }
+            Err(_) => {
+                ended = true;
+                Some(Err(ArrowError::ExternalError(Box::new(
+                    std::io::Error::other(
+                        "the frame decoding thread stopped before the frame's end",
+                    ),
+                ))))
+            }
+        }
+    }))
+}
+
 /// A frame open for reading.
 pub struct FrameReader {
     uri: String,
@@ -167,6 +217,10 @@ impl FrameReader {
     ) -> Result<FrameReader, DataError> {
         let batch_rows = batch_rows.clamp(1, MAX_BATCH_ROWS);
         let err = |e: &dyn std::fmt::Display| frame_error(uri, e);
+        let stored_bytes = match &source {
+            FrameSource::Local(file) => file.metadata().map(|m| m.len()).unwrap_or(0),
+            FrameSource::Fetched(bytes) => bytes.len() as u64,
+        };
         let batches: BatchIter = match (format, source) {
             (FrameFormat::Parquet, FrameSource::Local(file)) => parquet_batches(
                 uri,
@@ -193,6 +247,11 @@ impl FrameReader {
                 let schema = csv_schema(uri, &mut Cursor::new(bytes.clone()))?;
                 csv_batches(uri, Cursor::new(bytes), schema, columns, batch_rows)?
             }
+        };
+        let batches = if stored_bytes >= READ_AHEAD_MIN_BYTES {
+            read_ahead(batches)
+        } else {
+            batches
         };
         Ok(FrameReader {
             uri: uri.to_string(),
@@ -462,5 +521,70 @@ impl FrameWriter {
             rows: Some(self.rows),
             columns,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn batch(i: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("i", DataType::Int64, false)]));
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![i]));
+        RecordBatch::try_new(schema, vec![values]).unwrap()
+    }
+
+    fn first_value(batch: &RecordBatch) -> i64 {
+        let ints = batch.column(0).as_any().downcast_ref::<Int64Array>();
+        ints.map_or(-1, |a| a.value(0))
+    }
+
+    #[test]
+    fn read_ahead_gives_every_batch_and_error_in_order_then_ends() {
+        let source: BatchIter = Box::new((0..50).map(|i| {
+            if i == 20 {
+                Err(ArrowError::ComputeError("bad batch 20".into()))
+            } else {
+                Ok(batch(i))
+            }
+        }));
+        let got: Vec<_> = read_ahead(source).collect();
+        assert_eq!(got.len(), 50);
+        for (i, item) in got.iter().enumerate() {
+            match item {
+                Ok(b) => assert_eq!(first_value(b), i as i64),
+                Err(e) => assert!(i == 20 && e.to_string().contains("bad batch 20"), "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_decoding_thread_that_dies_is_an_error_not_a_short_frame() {
+        let source: BatchIter = Box::new((0..10).map(|i| {
+            assert!(i < 3, "decoder blew up");
+            Ok(batch(i))
+        }));
+        let got: Vec<_> = read_ahead(source).collect();
+        assert_eq!(got.len(), 4);
+        assert!(got[..3].iter().all(|b| b.is_ok()));
+        let last = got[3].as_ref().unwrap_err().to_string();
+        assert!(last.contains("stopped before the frame's end"), "{last}");
+    }
+
+    #[test]
+    fn a_reader_dropped_early_stops_its_decoding_thread() {
+        let (seen, counted) = std::sync::mpsc::channel();
+        let source: BatchIter = Box::new((0..1_000_000).map(move |i| {
+            let _ = seen.send(i);
+            Ok(batch(i))
+        }));
+        let mut ahead = read_ahead(source);
+        assert_eq!(first_value(&ahead.next().unwrap().unwrap()), 0);
+        drop(ahead);
+        // The thread stops at its next send: it decodes at most a few batches more.
+        let decoded = counted.iter().count();
+        assert!(decoded < 10, "{decoded} batches decoded");
     }
 }
