@@ -11,9 +11,7 @@ use std::io::Write;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::arrow_writer::{
-    compute_leaves, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
-};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
@@ -32,6 +30,8 @@ pub(crate) struct ParquetEncoder<W: Write + Send> {
     schema: SchemaRef,
     /// One writer per leaf column of the row group in progress.
     columns: Vec<ArrowColumnWriter>,
+    /// How many of those leaf columns each top-level field has, in order.
+    leaves_per_field: Vec<usize>,
     row_groups: usize,
     rows_in_group: usize,
 }
@@ -45,11 +45,19 @@ impl<W: Write + Send> ParquetEncoder<W> {
         let (file, factory) =
             ArrowWriter::try_new(out, schema.clone(), Some(props))?.into_serialized_writer()?;
         let columns = factory.create_column_writers(0)?;
+        let descr = file.schema_descr();
+        let mut leaves_per_field = vec![0; schema.fields().len()];
+        for leaf in 0..descr.num_columns() {
+            if let Some(count) = leaves_per_field.get_mut(descr.get_column_root_idx(leaf)) {
+                *count += 1;
+            }
+        }
         Ok(ParquetEncoder {
             file,
             factory,
             schema: schema.clone(),
             columns,
+            leaves_per_field,
             row_groups: 0,
             rows_in_group: 0,
         })
@@ -85,26 +93,32 @@ impl<W: Write + Send> ParquetEncoder<W> {
                 self.schema.fields().len()
             )));
         }
-        let mut leaves: Vec<ArrowLeafColumn> = Vec::with_capacity(self.columns.len());
-        for (field, column) in self.schema.fields().iter().zip(slice.columns()) {
-            leaves.extend(compute_leaves(field, column)?);
+        let fields = self.schema.fields();
+        // Split between fields (a field's leaves are computed together) near half the leaves;
+        // computing the leaves (levels, value indices) is part of what the helper takes.
+        let (mut split_field, mut split_leaf) = (0, 0);
+        while split_field < fields.len() && split_leaf * 2 < self.columns.len() {
+            split_leaf += self.leaves_per_field[split_field];
+            split_field += 1;
         }
-        if leaves.len() != self.columns.len() {
-            return Err(ParquetError::General(format!(
-                "a batch has {} leaf columns, the frame {}",
-                leaves.len(),
-                self.columns.len()
-            )));
+        let columns = slice.columns();
+        if slice.num_rows() < PARALLEL_MIN_ROWS || split_leaf == 0 || split_field == fields.len() {
+            return encode_fields(&fields[..], columns, &mut self.columns);
         }
-        if leaves.len() < 2 || slice.num_rows() < PARALLEL_MIN_ROWS {
-            return write_leaves(&mut self.columns, &leaves);
-        }
-        let half = leaves.len() / 2;
-        let (first_writers, second_writers) = self.columns.split_at_mut(half);
-        let (first_leaves, second_leaves) = leaves.split_at(half);
+        let (first_writers, second_writers) = self.columns.split_at_mut(split_leaf);
         std::thread::scope(|scope| {
-            let helper = scope.spawn(|| write_leaves(second_writers, second_leaves));
-            let first = write_leaves(first_writers, first_leaves);
+            let helper = scope.spawn(|| {
+                encode_fields(
+                    &fields[split_field..],
+                    &columns[split_field..],
+                    second_writers,
+                )
+            });
+            let first = encode_fields(
+                &fields[..split_field],
+                &columns[..split_field],
+                first_writers,
+            );
             let second = helper.join().unwrap_or_else(|_| {
                 Err(ParquetError::General(
                     "a Parquet column encoder panicked".to_string(),
@@ -128,14 +142,30 @@ impl<W: Write + Send> ParquetEncoder<W> {
     }
 }
 
-fn write_leaves(
+/// Encodes `columns` (of `fields`) into `writers`, one writer per leaf column in order.
+fn encode_fields(
+    fields: &[arrow_schema::FieldRef],
+    columns: &[arrow_array::ArrayRef],
     writers: &mut [ArrowColumnWriter],
-    leaves: &[ArrowLeafColumn],
 ) -> Result<(), ParquetError> {
-    writers
-        .iter_mut()
-        .zip(leaves)
-        .try_for_each(|(writer, leaf)| writer.write(leaf))
+    let mut writers = writers.iter_mut();
+    for (field, column) in fields.iter().zip(columns) {
+        for leaf in compute_leaves(field, column)? {
+            let writer = writers.next().ok_or_else(|| {
+                ParquetError::General(format!(
+                    "column {:?} has more leaf columns than the frame",
+                    field.name()
+                ))
+            })?;
+            writer.write(&leaf)?;
+        }
+    }
+    if writers.next().is_some() {
+        return Err(ParquetError::General(
+            "a batch has fewer leaf columns than the frame".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
