@@ -19,7 +19,7 @@ use super::frames::FrameFormat;
 use super::parquet_encoder::ParquetEncoder;
 
 /// In-memory bytes of batches encoded inline before the encoder moves to a thread of its own.
-pub(crate) const ENCODE_THREAD_THRESHOLD_BYTES: usize = 4 << 20;
+const ENCODE_THREAD_THRESHOLD_BYTES: usize = 4 << 20;
 /// Batches queued for the encoding thread before the writer waits for it.
 const ENCODE_QUEUE_BATCHES: usize = 2;
 
@@ -149,9 +149,18 @@ impl FrameEncoder {
                 if batches.send(batch).is_ok() {
                     return Ok(());
                 }
-                Err(self.thread_outcome().await.err().unwrap_or_else(|| {
+                let failure = match std::mem::replace(&mut self.state, State::Failed(String::new()))
+                {
+                    State::Threaded { batches, outcome } => {
+                        thread_outcome(batches, outcome).await.err()
+                    }
+                    _ => None,
+                };
+                let why = failure.unwrap_or_else(|| {
                     "the frame encoding thread stopped before its input ended".to_string()
-                }))
+                });
+                self.state = State::Failed(why.clone());
+                Err(why)
             }
             State::Failed(why) => Err(why.clone()),
         }
@@ -166,10 +175,7 @@ impl FrameEncoder {
     pub(crate) async fn finish(mut self) -> Result<Vec<u8>, String> {
         match std::mem::replace(&mut self.state, State::Failed(String::new())) {
             State::Inline(encoder) => encoder.finish()?,
-            State::Threaded { batches, outcome } => {
-                self.state = State::Threaded { batches, outcome };
-                self.thread_outcome().await?;
-            }
+            State::Threaded { batches, outcome } => thread_outcome(batches, outcome).await?,
             State::Failed(why) => return Err(why),
         }
         Ok(self.encoded.take())
@@ -201,23 +207,17 @@ impl FrameEncoder {
             Err(e) => State::Failed(format!("starting the frame encoding thread: {e}")),
         };
     }
+}
 
-    /// Closes the thread's queue and waits for its outcome.
-    async fn thread_outcome(&mut self) -> Result<(), String> {
-        let failed = State::Failed("the frame's encoder already failed".to_string());
-        let State::Threaded { batches, outcome } = std::mem::replace(&mut self.state, failed)
-        else {
-            return Err("the frame's encoder already failed".to_string());
-        };
-        drop(batches);
-        let result = outcome
-            .await
-            .unwrap_or_else(|_| Err("the frame encoding thread panicked".to_string()));
-        if let Err(why) = &result {
-            self.state = State::Failed(why.clone());
-        }
-        result
-    }
+/// Closes the encoding thread's queue and waits for its outcome.
+async fn thread_outcome(
+    batches: SyncSender<RecordBatch>,
+    outcome: oneshot::Receiver<Result<(), String>>,
+) -> Result<(), String> {
+    drop(batches);
+    outcome
+        .await
+        .unwrap_or_else(|_| Err("the frame encoding thread panicked".to_string()))
 }
 
 #[cfg(test)]

@@ -274,8 +274,7 @@ impl DataStore {
         let path = self.path_of(uri)?;
         // Small local objects (documents) are read in place: object_store's local reads hop to
         // a blocking thread, which costs more than the read (a cache hit is mostly this read).
-        // One open, one stat and the reads (a path-based stat and then a read would open it
-        // twice: ten system calls where five do).
+        // One open serves both the size check and the read (five system calls, not ten).
         if let Some(dir) = &self.local_dir {
             let local_error = |e| objects::io_error(uri, e);
             let mut file = dir.open(path.as_ref()).map_err(local_error)?;

@@ -19,7 +19,7 @@ use parquet::file::writer::SerializedFileWriter;
 
 /// Rows per Parquet row group written by the host (pyarrow writes up to 1Mi; smaller groups keep
 /// the writer's buffered pages and a reader's decoded group small).
-pub(crate) const PARQUET_ROW_GROUP_ROWS: usize = 1 << 17;
+const PARQUET_ROW_GROUP_ROWS: usize = 1 << 17;
 /// A slice of fewer rows is encoded on one thread: a helper costs more than it saves.
 const PARALLEL_MIN_ROWS: usize = 8 << 10;
 
