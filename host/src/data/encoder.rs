@@ -28,10 +28,19 @@ const ENCODE_QUEUE_BATCHES: usize = 2;
 struct Encoded(Arc<Mutex<Vec<u8>>>);
 
 impl Encoded {
+    /// The bytes so far. The buffer left in their place starts at their capacity: the next
+    /// chunk is about as big, and growing a fresh buffer by doubling would copy it several
+    /// times and fault in new pages at every step (most of a big IPC frame's page faults).
     fn take(&self) -> Vec<u8> {
         self.0
             .lock()
-            .map(|mut b| std::mem::take(&mut *b))
+            .map(|mut b| {
+                if b.is_empty() {
+                    return Vec::new();
+                }
+                let next = Vec::with_capacity(b.capacity());
+                std::mem::replace(&mut *b, next)
+            })
             .unwrap_or_default()
     }
 }

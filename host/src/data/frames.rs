@@ -234,9 +234,12 @@ impl FrameReader {
                 columns,
                 batch_rows,
             )?,
-            (FrameFormat::ArrowIpc, FrameSource::Local(file)) => ipc_batches(uri, file, columns)?,
+            (FrameFormat::ArrowIpc, FrameSource::Local(file)) => {
+                let mapped = super::ipc_file::map_file(&file).map_err(|e| err(&e))?;
+                ipc_batches(uri, mapped, columns)?
+            }
             (FrameFormat::ArrowIpc, FrameSource::Fetched(bytes)) => {
-                ipc_batches(uri, Cursor::new(bytes), columns)?
+                ipc_batches(uri, arrow_buffer::Buffer::from(bytes), columns)?
             }
             (FrameFormat::Csv, FrameSource::Local(mut file)) => {
                 let schema = csv_schema(uri, &mut file)?;
@@ -318,22 +321,20 @@ fn parquet_batches<T: parquet::file::reader::ChunkReader + 'static>(
     Ok(Box::new(reader))
 }
 
-fn ipc_batches<R: std::io::Read + std::io::Seek + Send + 'static>(
+/// An IPC file's batches decoded in place from `file` (see `ipc_file.rs`): a projected read
+/// touches only the chosen columns' bytes.
+fn ipc_batches(
     uri: &str,
-    source: R,
+    file: arrow_buffer::Buffer,
     columns: Option<&[String]>,
 ) -> Result<BatchIter, DataError> {
-    let reader =
-        arrow_ipc::reader::FileReader::try_new(source, None).map_err(|e| frame_error(uri, e))?;
-    match columns {
-        None => Ok(Box::new(reader)),
-        Some(wanted) => {
-            let indices = projection(uri, &reader.schema(), wanted)?;
-            Ok(Box::new(
-                reader.map(move |b| b.and_then(|b| b.project(&indices))),
-            ))
-        }
-    }
+    let ipc = super::ipc_file::IpcFile::open(file).map_err(|e| frame_error(uri, e))?;
+    let indices = match columns {
+        Some(wanted) => Some(projection(uri, ipc.schema(), wanted)?),
+        None => None,
+    };
+    let batches = ipc.batches(indices).map_err(|e| frame_error(uri, e))?;
+    Ok(Box::new(batches))
 }
 
 fn csv_schema<R: std::io::Read>(uri: &str, source: &mut R) -> Result<SchemaRef, DataError> {

@@ -10,6 +10,7 @@ pub mod columns;
 mod encoder;
 pub mod frames;
 pub mod grants;
+mod ipc_file;
 pub mod objects;
 mod parquet_encoder;
 pub mod session;

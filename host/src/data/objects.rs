@@ -21,12 +21,13 @@ use super::DataError;
 
 /// Parts in flight for a multipart upload before `write` waits.
 const MAX_PARTS_IN_FLIGHT: usize = 4;
-/// An object that grows past this many bytes is hashed on a thread of its own from then on, so
-/// that SHA-256 (about 1.8 GB/s on these CPUs) overlaps the guest producing the next bytes and
-/// the store taking them. Smaller objects are hashed inline: a thread costs more than they do.
+/// An object that grows past this many bytes is hashed (and, in a local store, written) on
+/// threads of their own from then on, so that SHA-256 (about 1.8 GB/s on these CPUs) and the
+/// copy into the page cache overlap the guest producing the next bytes. Smaller objects are
+/// handled inline: a thread costs more than they do.
 const HASH_THREAD_THRESHOLD_BYTES: u64 = 4 << 20;
-/// Chunks queued for the hashing thread before a writer waits for it.
-const HASH_QUEUE_CHUNKS: usize = 16;
+/// Chunks queued for each storing thread (hashing, writing) before a writer waits for it.
+const STORE_QUEUE_CHUNKS: usize = 16;
 
 pub(crate) fn io_error(uri: &str, e: std::io::Error) -> DataError {
     if e.kind() == std::io::ErrorKind::NotFound {
@@ -190,7 +191,8 @@ impl ObjectReader {
 enum WriteSink {
     /// Written to a temporary file in the store, renamed into place by `finish`.
     Local {
-        file: std::fs::File,
+        /// None once the storing thread has it (see `Stage`).
+        file: Option<std::fs::File>,
         temp: PathBuf,
         dest: PathBuf,
     },
@@ -205,65 +207,123 @@ pub struct Written {
     pub sha256: String,
 }
 
-/// SHA-256 of what a writer wrote: inline, or on its own thread for a big object.
-enum Hashing {
+/// Who writes a local object's file and SHA-256es the bytes: the caller at first, then, once the
+/// object is big, two threads (one writes the file, one hashes), so that the copy into the page
+/// cache (the biggest cost of a write on this kind of disk) and SHA-256 overlap each other and
+/// the guest producing the next bytes.
+enum Stage {
     Inline(Sha256),
     Threaded {
-        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
-        worker: std::thread::JoinHandle<Sha256>,
+        hasher: Worker<Sha256>,
+        /// Writes the local file (and closes it); none for a remote sink, which the caller
+        /// writes.
+        writer: Option<Worker<()>>,
     },
-    /// The thread could not be started or went away; `finish` reports it.
-    Broken(String),
+    /// A thread could not be started or stopped on an error; `finish` reports it.
+    Broken(std::io::ErrorKind, String),
 }
 
-impl Hashing {
-    /// Hashes a chunk; an owned one goes to the thread as it is, a borrowed one is copied.
-    fn update(&mut self, bytes: Cow<'_, [u8]>, size_after: u64) {
-        match self {
-            Hashing::Inline(hasher) => {
-                hasher.update(&bytes);
-                if size_after > HASH_THREAD_THRESHOLD_BYTES {
-                    let hasher = std::mem::take(hasher);
-                    *self = Hashing::threaded(hasher);
-                }
-            }
-            Hashing::Threaded { chunks, .. } => {
-                if chunks.send(bytes.into_owned()).is_err() {
-                    *self = Hashing::Broken("the hashing thread stopped".to_string());
-                }
-            }
-            Hashing::Broken(_) => {}
-        }
-    }
+/// A thread fed chunks through a bounded queue; its result comes back when the queue closes.
+struct Worker<T> {
+    chunks: std::sync::mpsc::SyncSender<Bytes>,
+    handle: std::thread::JoinHandle<std::io::Result<T>>,
+}
 
-    fn threaded(mut hasher: Sha256) -> Hashing {
-        let (chunks, queue) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE_CHUNKS);
-        let worker = std::thread::Builder::new()
-            .name("sluice-hash".to_string())
+impl<T: Send + 'static> Worker<T> {
+    fn spawn<S: Send + 'static>(
+        name: &str,
+        mut state: S,
+        step: fn(&mut S, &[u8]) -> std::io::Result<()>,
+        end: fn(S) -> T,
+    ) -> std::io::Result<Self> {
+        let (chunks, queue) = std::sync::mpsc::sync_channel::<Bytes>(STORE_QUEUE_CHUNKS);
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
             .spawn(move || {
                 for chunk in queue {
-                    hasher.update(&chunk);
+                    // On an error the queue closes with the thread, so the writer hears at once.
+                    step(&mut state, &chunk)?;
                 }
-                hasher
-            });
-        match worker {
-            Ok(worker) => Hashing::Threaded { chunks, worker },
-            Err(e) => Hashing::Broken(format!("starting the hashing thread: {e}")),
+                Ok(end(state))
+            })?;
+        Ok(Worker { chunks, handle })
+    }
+
+    fn send(&self, chunk: Bytes) -> bool {
+        self.chunks.send(chunk).is_ok()
+    }
+
+    fn finish(self) -> std::io::Result<T> {
+        drop(self.chunks);
+        self.handle
+            .join()
+            .map_err(|_| std::io::Error::other("a storing thread panicked"))?
+    }
+}
+
+impl Stage {
+    /// Starts the threads: one continuing `hasher`, and one writing `file` when there is one.
+    fn threaded(hasher: Sha256, file: Option<std::fs::File>) -> Stage {
+        let hashing = Worker::spawn(
+            "sluice-hash",
+            hasher,
+            |h, chunk| {
+                h.update(chunk);
+                Ok(())
+            },
+            |h| h,
+        );
+        let writing = file
+            .map(|f| Worker::spawn("sluice-write", f, |f, chunk| f.write_all(chunk), drop))
+            .transpose();
+        match (hashing, writing) {
+            (Ok(hasher), Ok(writer)) => Stage::Threaded { hasher, writer },
+            (Err(e), _) | (_, Err(e)) => {
+                Stage::Broken(e.kind(), format!("starting a storing thread: {e}"))
+            }
         }
     }
 
-    fn finish(self) -> Result<String, String> {
-        let hasher = match self {
-            Hashing::Inline(hasher) => hasher,
-            Hashing::Threaded { chunks, worker } => {
-                drop(chunks);
-                worker
-                    .join()
-                    .map_err(|_| "the hashing thread panicked".to_string())?
+    /// Hands a chunk to the threads (an owned one as it is, a borrowed one copied); an error
+    /// when one of them has stopped.
+    fn send(&mut self, bytes: Cow<'_, [u8]>) -> std::io::Result<()> {
+        if let Stage::Threaded { hasher, writer } = self {
+            let chunk = Bytes::from(bytes.into_owned());
+            let written = writer.as_ref().is_none_or(|w| w.send(chunk.clone()));
+            if written && hasher.send(chunk) {
+                return Ok(());
             }
-            Hashing::Broken(why) => return Err(why),
-        };
-        Ok(hex::encode(hasher.finalize()))
+            // A thread stopped: take its error and keep it for `finish` too.
+            let stopped = std::mem::replace(
+                self,
+                Stage::Broken(std::io::ErrorKind::Other, String::new()),
+            );
+            *self = match stopped.finish() {
+                Err(e) => Stage::Broken(e.kind(), e.to_string()),
+                Ok(_) => Stage::Broken(
+                    std::io::ErrorKind::Other,
+                    "a storing thread stopped early".to_string(),
+                ),
+            };
+        }
+        match self {
+            Stage::Broken(kind, why) => Err(std::io::Error::new(*kind, why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The hash of everything written, once every byte is in the (closed) file.
+    fn finish(self) -> std::io::Result<Sha256> {
+        match self {
+            Stage::Inline(hasher) => Ok(hasher),
+            Stage::Threaded { hasher, writer } => {
+                if let Some(writer) = writer {
+                    writer.finish()?;
+                }
+                hasher.finish()
+            }
+            Stage::Broken(kind, why) => Err(std::io::Error::new(kind, why)),
+        }
     }
 }
 
@@ -271,7 +331,7 @@ impl Hashing {
 pub struct ObjectWriter {
     uri: String,
     size: u64,
-    hashing: Option<Hashing>,
+    stage: Option<Stage>,
     sink: Option<WriteSink>,
 }
 
@@ -285,7 +345,14 @@ impl ObjectWriter {
             .create_new(true)
             .open(&temp)
             .map_err(|e| io_error(uri, e))?;
-        Ok(Self::new(uri, WriteSink::Local { file, temp, dest }))
+        Ok(Self::new(
+            uri,
+            WriteSink::Local {
+                file: Some(file),
+                temp,
+                dest,
+            },
+        ))
     }
 
     pub(crate) async fn remote(
@@ -307,7 +374,7 @@ impl ObjectWriter {
         ObjectWriter {
             uri: uri.to_string(),
             size: 0,
-            hashing: Some(Hashing::Inline(Sha256::new())),
+            stage: Some(Stage::Inline(Sha256::new())),
             sink: Some(sink),
         }
     }
@@ -327,36 +394,54 @@ impl ObjectWriter {
     }
 
     async fn write_chunk(&mut self, bytes: Cow<'_, [u8]>) -> Result<(), DataError> {
-        match &mut self.sink {
-            Some(WriteSink::Local { file, .. }) => {
-                file.write_all(&bytes).map_err(|e| io_error(&self.uri, e))?
-            }
-            Some(WriteSink::Remote(upload)) => {
+        let (Some(sink), Some(stage)) = (&mut self.sink, &mut self.stage) else {
+            return Err(DataError::Closed {
+                uri: self.uri.clone(),
+            });
+        };
+        let size_after = self.size + bytes.len() as u64;
+        match sink {
+            WriteSink::Local { file: local, .. } => match stage {
+                Stage::Inline(hasher) => {
+                    let file = local.as_mut().ok_or_else(|| DataError::Closed {
+                        uri: self.uri.clone(),
+                    })?;
+                    file.write_all(&bytes).map_err(|e| io_error(&self.uri, e))?;
+                    hasher.update(&bytes);
+                    if size_after > HASH_THREAD_THRESHOLD_BYTES {
+                        // From now on the thread owns the file.
+                        *stage = Stage::threaded(std::mem::take(hasher), local.take());
+                    }
+                }
+                _ => stage.send(bytes).map_err(|e| io_error(&self.uri, e))?,
+            },
+            WriteSink::Remote(upload) => {
                 upload
                     .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| store_error(&self.uri, e))?;
                 upload.write(&bytes);
-            }
-            None => {
-                return Err(DataError::Closed {
-                    uri: self.uri.clone(),
-                })
+                match stage {
+                    Stage::Inline(hasher) => {
+                        hasher.update(&bytes);
+                        if size_after > HASH_THREAD_THRESHOLD_BYTES {
+                            *stage = Stage::threaded(std::mem::take(hasher), None);
+                        }
+                    }
+                    _ => stage.send(bytes).map_err(|e| io_error(&self.uri, e))?,
+                }
             }
         }
-        self.size += bytes.len() as u64;
-        if let Some(hashing) = &mut self.hashing {
-            hashing.update(bytes, self.size);
-        }
+        self.size = size_after;
         Ok(())
     }
 
     /// Makes the object visible at its URI and returns its size and hash.
     pub async fn finish(mut self) -> Result<Written, DataError> {
         // The hash first: an object whose hash is unknown must not become visible.
-        let sha256 = match self.hashing.take().map(Hashing::finish) {
-            Some(Ok(hex)) => hex,
-            Some(Err(why)) => return Err(io_error(&self.uri, std::io::Error::other(why))),
+        let sha256 = match self.stage.take().map(Stage::finish) {
+            Some(Ok(hasher)) => hex::encode(hasher.finalize()),
+            Some(Err(e)) => return Err(io_error(&self.uri, e)),
             None => {
                 return Err(DataError::Closed {
                     uri: self.uri.clone(),
@@ -397,6 +482,9 @@ impl ObjectWriter {
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
+        // Closes the storing threads' queues: they end after the chunks already sent, the
+        // writing one writing them to a file no longer linked anywhere.
+        drop(self.stage.take());
         match self.sink.take() {
             Some(WriteSink::Local { file, temp, .. }) => {
                 drop(file);
@@ -458,5 +546,42 @@ mod tests {
         }
         drop(writer);
         assert!(!temp.exists() && !dest.exists());
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_on_the_storing_thread_fails_the_object() {
+        // The "file" is a pipe whose reader goes away after 6 MiB: the thread's writes then fail
+        // with a broken pipe, as a full disk would fail them.
+        let (reader, pipe) = std::io::pipe().unwrap();
+        let drain = std::thread::spawn(move || {
+            let mut sink = vec![0u8; 6 << 20];
+            let _ = std::io::Read::read_exact(&mut { reader }, &mut sink);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("o");
+        let file = std::fs::File::from(std::os::fd::OwnedFd::from(pipe));
+        let sink = WriteSink::Local {
+            file: Some(file),
+            temp: dir.path().join("t"),
+            dest: dest.clone(),
+        };
+        let mut writer = ObjectWriter::new("file:///o", sink);
+        let mut failed = None;
+        for _ in 0..64 {
+            if let Err(e) = writer.write_vec(vec![7u8; 1 << 20]).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let error = match failed {
+            Some(e) => e,
+            None => writer.finish().await.unwrap_err(),
+        };
+        drain.join().unwrap();
+        assert!(
+            matches!(&error, DataError::Local { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe),
+            "{error:?}"
+        );
+        assert!(!dest.exists());
     }
 }
