@@ -2,8 +2,9 @@
 //! boundary as Arrow IPC stream messages, one record batch at a time.
 //!
 //! Reading pushes the guest's column choice and batch size down: Parquet decodes only the chosen
-//! columns, one row group at a time. Writing takes the guest's batches and encodes them in the
-//! frame's format as they arrive, streaming the encoded bytes to the store.
+//! columns, one row group at a time; an IPC file is decoded in place, only the chosen columns.
+//! Writing takes the guest's batches and encodes them in the frame's format as they arrive
+//! (an IPC frame stores the guest's own messages), streaming the bytes to the store.
 
 use std::io::{Cursor, Seek, SeekFrom};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::encoder::FrameEncoder;
+use super::ipc_append::{plain_batches, BatchMessage, IpcFileLayout};
 use super::{DataError, ObjectWriter};
 use crate::values::reference::{schema_difference, RefMeta};
 use crate::values::RefKind;
@@ -378,6 +380,9 @@ pub struct FrameWriter {
     format: FrameFormat,
     declared: Vec<(String, String)>,
     encoder: Option<FrameEncoder>,
+    /// An IPC frame built from the guest's own messages (`ipc_append.rs`), in place of
+    /// `encoder`, when its schema has no dictionaries.
+    appended: Option<IpcFileLayout>,
     schema: Option<SchemaRef>,
     rows: u64,
 }
@@ -389,6 +394,7 @@ impl FrameWriter {
             format,
             declared,
             encoder: None,
+            appended: None,
             schema: None,
             rows: 0,
         }
@@ -398,26 +404,61 @@ impl FrameWriter {
         frame_error(self.sink.uri(), message)
     }
 
-    /// Takes batches given as an Arrow IPC stream and encodes them. The batches' buffers are
-    /// the stream's own bytes (no copy), unless a buffer is misaligned.
+    /// Takes batches given as an Arrow IPC stream. They are decoded in place (no copy, unless a
+    /// buffer is misaligned) to check them; an IPC frame then stores the stream's own batch
+    /// messages when the stream is a plain one, other formats encode the batches.
     pub async fn write_ipc(&mut self, ipc: Vec<u8>) -> Result<(), DataError> {
-        let mut stream = arrow_buffer::Buffer::from_vec(ipc);
+        let plain = match self.format {
+            FrameFormat::ArrowIpc => plain_batches(&ipc),
+            _ => None,
+        };
+        let shared = Bytes::from(ipc);
+        let mut stream = arrow_buffer::Buffer::from(shared.clone());
         let mut decoder = StreamDecoder::new();
+        let mut batches = Vec::new();
         while !stream.is_empty() {
             let decoded = decoder
                 .decode(&mut stream)
                 .map_err(|e| self.fail(format!("bad Arrow IPC stream: {e}")))?;
-            if let Some(batch) = decoded {
-                self.write_batch(batch).await?;
-                self.flush().await?;
-            }
+            batches.extend(decoded);
         }
         if decoder.schema().is_none() {
             return Err(self.fail("not an Arrow IPC stream: it has no schema message"));
         }
         decoder
             .finish()
-            .map_err(|e| self.fail(format!("bad Arrow IPC stream: {e}")))
+            .map_err(|e| self.fail(format!("bad Arrow IPC stream: {e}")))?;
+        match plain.filter(|messages| messages.len() == batches.len()) {
+            Some(messages) => {
+                for (batch, message) in batches.iter().zip(&messages) {
+                    self.admit(batch).await?;
+                    if self.appended.is_some() {
+                        self.append(&shared, message).await?;
+                        self.rows += batch.num_rows() as u64;
+                    } else {
+                        self.write_batch(batch.clone()).await?;
+                        self.flush().await?;
+                    }
+                }
+            }
+            None => {
+                for batch in batches {
+                    self.write_batch(batch).await?;
+                    self.flush().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one batch message of `stream` as the frame's next block.
+    async fn append(&mut self, stream: &Bytes, message: &BatchMessage) -> Result<(), DataError> {
+        if let Some(layout) = &mut self.appended {
+            layout.append(message);
+        }
+        self.sink
+            .write_bytes(stream.slice(message.bytes.clone()))
+            .await
     }
 
     /// Takes one batch given as a column-batch document (see `columns.rs`) and encodes it. The
@@ -461,7 +502,9 @@ impl FrameWriter {
         Ok(Arc::new(arrow_schema::Schema::new(fields)))
     }
 
-    async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), DataError> {
+    /// Checks a batch's schema against the declared columns and the first batch's; the first
+    /// batch's schema starts the frame.
+    async fn admit(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
         let schema = batch.schema();
         match &self.schema {
             None => {
@@ -469,21 +512,46 @@ impl FrameWriter {
                 if let Some(diff) = schema_difference(&self.declared, &columns) {
                     return Err(self.fail(diff));
                 }
-                let encoder = FrameEncoder::new(self.format, &schema).map_err(|e| self.fail(e))?;
-                self.encoder = Some(encoder);
-                self.schema = Some(schema.clone());
+                self.start(&schema).await
             }
             Some(first) if first.fields() != schema.fields() => {
                 let diff = schema_difference(&schema_columns(first), &schema_columns(&schema))
                     .unwrap_or_else(|| "field nullability or metadata differ".to_string());
-                return Err(self.fail(format!(
+                Err(self.fail(format!(
                     "a batch's schema differs from the first batch's: {diff}"
-                )));
+                )))
             }
-            Some(_) => {}
+            Some(_) => Ok(()),
         }
+    }
+
+    /// Starts the frame with `schema`: an IPC frame without dictionaries is appended to
+    /// (its header is written now), anything else gets an encoder.
+    async fn start(&mut self, schema: &SchemaRef) -> Result<(), DataError> {
+        self.schema = Some(schema.clone());
+        if self.format == FrameFormat::ArrowIpc {
+            if let Ok((layout, header)) = IpcFileLayout::start(schema) {
+                self.appended = Some(layout);
+                return self.sink.write_vec(header).await;
+            }
+        }
+        self.encoder = Some(FrameEncoder::new(self.format, schema).map_err(|e| self.fail(e))?);
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), DataError> {
+        self.admit(&batch).await?;
         let rows = batch.num_rows() as u64;
-        if let Some(encoder) = &mut self.encoder {
+        if self.appended.is_some() {
+            // Encoded here as a plain stream, then stored like the guest's own messages.
+            let stream = encode_ipc(&batch).map_err(|e| self.fail(e))?;
+            let messages = plain_batches(&stream)
+                .ok_or_else(|| self.fail("the host's IPC encoding of a batch is not plain"))?;
+            let stream = Bytes::from(stream);
+            for message in &messages {
+                self.append(&stream, message).await?;
+            }
+        } else if let Some(encoder) = &mut self.encoder {
             if let Err(e) = encoder.write(batch).await {
                 return Err(self.fail(e));
             }
@@ -494,13 +562,15 @@ impl FrameWriter {
 
     /// Completes the frame and returns its reference (an empty frame needs declared columns).
     pub async fn finish(mut self) -> Result<RefMeta, DataError> {
-        if self.encoder.is_none() {
+        if self.schema.is_none() {
             if self.declared.is_empty() {
                 return Err(self.fail("no batch was written and no columns are declared"));
             }
             let schema = self.declared_schema()?;
-            self.encoder = Some(FrameEncoder::new(self.format, &schema).map_err(|e| self.fail(e))?);
-            self.schema = Some(schema);
+            self.start(&schema).await?;
+        }
+        if let Some(layout) = self.appended.take() {
+            self.sink.write_vec(layout.finish()).await?;
         }
         if let Some(encoder) = self.encoder.take() {
             let rest = match encoder.finish().await {
@@ -587,5 +657,50 @@ mod tests {
         // The thread stops at its next send: it decodes at most a few batches more.
         let decoded = counted.iter().count();
         assert!(decoded < 10, "{decoded} batches decoded");
+    }
+
+    fn read_local(path: &std::path::Path) -> Vec<RecordBatch> {
+        let file = std::fs::File::open(path).unwrap();
+        let source = FrameSource::Local(file);
+        let mut reader =
+            FrameReader::open("file:///f", source, FrameFormat::ArrowIpc, None, 1024).unwrap();
+        std::iter::from_fn(|| reader.next_batch().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_ipc_frame_of_guest_streams_and_column_documents_reads_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.arrow");
+        let sink = ObjectWriter::local("file:///f", dir.path().join("t"), dest.clone()).unwrap();
+        let mut writer = FrameWriter::new(sink, FrameFormat::ArrowIpc, Vec::new());
+        // A stream of two batches (appended as they are), then a column document (encoded).
+        let mut two = Vec::new();
+        let mut stream = StreamWriter::try_new(&mut two, &batch(0).schema()).unwrap();
+        stream.write(&batch(1)).unwrap();
+        stream.write(&batch(2)).unwrap();
+        stream.finish().unwrap();
+        drop(stream);
+        writer.write_ipc(two).await.unwrap();
+        let document = super::super::columns::batch_to_document(&batch(3)).unwrap();
+        writer.write_columns(&document).await.unwrap();
+        let meta = writer.finish().await.unwrap();
+        assert_eq!(meta.rows, Some(3));
+        let read = read_local(&dest);
+        assert_eq!(read.iter().map(first_value).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_ipc_frame_has_its_declared_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.arrow");
+        let sink = ObjectWriter::local("file:///f", dir.path().join("t"), dest.clone()).unwrap();
+        let declared = vec![("x".to_string(), "Float64".to_string())];
+        let writer = FrameWriter::new(sink, FrameFormat::ArrowIpc, declared);
+        let meta = writer.finish().await.unwrap();
+        assert_eq!(meta.rows, Some(0));
+        assert!(read_local(&dest).is_empty());
+        let file = std::fs::File::open(&dest).unwrap();
+        let reader = arrow_ipc::reader::FileReader::try_new(file, None).unwrap();
+        assert_eq!(reader.schema().field(0).name(), "x");
     }
 }

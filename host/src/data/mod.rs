@@ -10,6 +10,7 @@ pub mod columns;
 mod encoder;
 pub mod frames;
 pub mod grants;
+mod ipc_append;
 mod ipc_file;
 pub mod objects;
 mod parquet_encoder;
@@ -75,15 +76,18 @@ pub enum DataError {
     BadName { what: &'static str, name: String },
 }
 
-/// Writes a file that must not exist yet, creating its directory on first use. No temporary
-/// file and rename: nothing reads an object before a record points at it, and records are
-/// written after the object.
+/// Writes a document, creating its directory on first use. No temporary file and rename:
+/// nothing reads an object before a record points at it, and records are written after the
+/// object. A file already there is replaced: it is what a host that stopped between writing
+/// it and recording it left (possibly cut short), and a resumed run writes the same document
+/// at the same path again (action ids are deterministic).
 fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let open = || {
         std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(path)
     };
     let mut file = match open() {
@@ -323,5 +327,18 @@ mod tests {
         assert_eq!(store.get(&uri).await.unwrap().as_ref(), &[1, 2]);
         let err = store.get("file:///etc/passwd").await.unwrap_err();
         assert!(matches!(err, DataError::Foreign { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_document_left_by_a_stopped_host_is_replaced_when_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = DataStore::open(&url).unwrap();
+        // What a host killed in the middle of writing the inputs document leaves behind.
+        let path = "p/d/r/a0/1/inputs.msgpack";
+        std::fs::create_dir_all(dir.path().join("p/d/r/a0/1")).unwrap();
+        std::fs::write(dir.path().join(path), [9u8; 100]).unwrap();
+        let uri = store.put(path, vec![1, 2, 3]).await.unwrap();
+        assert_eq!(store.get(&uri).await.unwrap().as_ref(), &[1, 2, 3]);
     }
 }

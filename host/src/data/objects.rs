@@ -5,7 +5,6 @@
 //! symbolic link); other stores go through `object_store` (ranged GET streams, multipart PUT).
 //! A writer hashes the bytes as they pass and makes the object visible only when it finishes.
 
-use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -223,6 +222,32 @@ enum Stage {
     Broken(std::io::ErrorKind, String),
 }
 
+/// Bytes handed to a writer: borrowed ones are copied if a thread must take them, shared ones
+/// are passed on as they are.
+enum Chunk<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Bytes),
+}
+
+impl Chunk<'_> {
+    fn into_shared(self) -> Bytes {
+        match self {
+            Chunk::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+            Chunk::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl std::ops::Deref for Chunk<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Borrowed(bytes) => bytes,
+            Chunk::Shared(bytes) => bytes,
+        }
+    }
+}
+
 /// A thread fed chunks through a bounded queue; its result comes back when the queue closes.
 struct Worker<T> {
     chunks: std::sync::mpsc::SyncSender<Bytes>,
@@ -286,9 +311,9 @@ impl Stage {
 
     /// Hands a chunk to the threads (an owned one as it is, a borrowed one copied); an error
     /// when one of them has stopped.
-    fn send(&mut self, bytes: Cow<'_, [u8]>) -> std::io::Result<()> {
+    fn send(&mut self, bytes: Chunk<'_>) -> std::io::Result<()> {
         if let Stage::Threaded { hasher, writer } = self {
-            let chunk = Bytes::from(bytes.into_owned());
+            let chunk = bytes.into_shared();
             let written = writer.as_ref().is_none_or(|w| w.send(chunk.clone()));
             if written && hasher.send(chunk) {
                 return Ok(());
@@ -384,16 +409,21 @@ impl ObjectWriter {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), DataError> {
-        self.write_chunk(Cow::Borrowed(bytes)).await
+        self.write_chunk(Chunk::Borrowed(bytes)).await
     }
 
     /// `write` for bytes the caller gives away: a big object's hashing thread takes them as they
     /// are instead of a copy.
     pub async fn write_vec(&mut self, bytes: Vec<u8>) -> Result<(), DataError> {
-        self.write_chunk(Cow::Owned(bytes)).await
+        self.write_chunk(Chunk::Shared(Bytes::from(bytes))).await
     }
 
-    async fn write_chunk(&mut self, bytes: Cow<'_, [u8]>) -> Result<(), DataError> {
+    /// `write_vec` for bytes shared with others (a slice of a bigger buffer): no copy either.
+    pub async fn write_bytes(&mut self, bytes: Bytes) -> Result<(), DataError> {
+        self.write_chunk(Chunk::Shared(bytes)).await
+    }
+
+    async fn write_chunk(&mut self, bytes: Chunk<'_>) -> Result<(), DataError> {
         let (Some(sink), Some(stage)) = (&mut self.sink, &mut self.stage) else {
             return Err(DataError::Closed {
                 uri: self.uri.clone(),
@@ -407,7 +437,7 @@ impl ObjectWriter {
                         uri: self.uri.clone(),
                     })?;
                     file.write_all(&bytes).map_err(|e| io_error(&self.uri, e))?;
-                    hasher.update(&bytes);
+                    hasher.update(&*bytes);
                     if size_after > HASH_THREAD_THRESHOLD_BYTES {
                         // From now on the thread owns the file.
                         *stage = Stage::threaded(std::mem::take(hasher), local.take());
@@ -423,7 +453,7 @@ impl ObjectWriter {
                 upload.write(&bytes);
                 match stage {
                     Stage::Inline(hasher) => {
-                        hasher.update(&bytes);
+                        hasher.update(&*bytes);
                         if size_after > HASH_THREAD_THRESHOLD_BYTES {
                             *stage = Stage::threaded(std::mem::take(hasher), None);
                         }
