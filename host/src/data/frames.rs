@@ -253,7 +253,8 @@ impl FrameReader {
                 csv_batches(uri, Cursor::new(bytes), schema, columns, batch_rows)?
             }
         };
-        let batches = if stored_bytes >= READ_AHEAD_MIN_BYTES {
+        // An IPC file's batches are slices of the file: decoding them ahead saves nothing.
+        let batches = if stored_bytes >= READ_AHEAD_MIN_BYTES && format != FrameFormat::ArrowIpc {
             read_ahead(batches)
         } else {
             batches
