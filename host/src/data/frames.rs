@@ -429,22 +429,16 @@ impl FrameWriter {
         decoder
             .finish()
             .map_err(|e| self.fail(format!("bad Arrow IPC stream: {e}")))?;
-        match plain.filter(|messages| messages.len() == batches.len()) {
-            Some(messages) => {
-                for (batch, message) in batches.iter().zip(&messages) {
-                    self.admit(batch).await?;
-                    if self.appended.is_some() {
-                        self.append(&shared, message).await?;
-                        self.rows += batch.num_rows() as u64;
-                    } else {
-                        self.write_batch(batch.clone()).await?;
-                        self.flush().await?;
-                    }
+        let plain = plain.filter(|messages| messages.len() == batches.len());
+        for (i, batch) in batches.into_iter().enumerate() {
+            self.admit(&batch).await?;
+            match plain.as_ref().filter(|_| self.appended.is_some()) {
+                Some(messages) => {
+                    self.append(&shared, &messages[i]).await?;
+                    self.rows += batch.num_rows() as u64;
                 }
-            }
-            None => {
-                for batch in batches {
-                    self.write_batch(batch).await?;
+                None => {
+                    self.store_admitted(batch).await?;
                     self.flush().await?;
                 }
             }
@@ -542,6 +536,11 @@ impl FrameWriter {
 
     async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), DataError> {
         self.admit(&batch).await?;
+        self.store_admitted(batch).await
+    }
+
+    /// Stores a batch `admit` has checked: appended to an IPC frame, else encoded.
+    async fn store_admitted(&mut self, batch: RecordBatch) -> Result<(), DataError> {
         let rows = batch.num_rows() as u64;
         if self.appended.is_some() {
             // Encoded here as a plain stream, then stored like the guest's own messages.

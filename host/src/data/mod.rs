@@ -81,7 +81,7 @@ pub enum DataError {
 /// object. A file already there is replaced: it is what a host that stopped between writing
 /// it and recording it left (possibly cut short), and a resumed run writes the same document
 /// at the same path again (action ids are deterministic).
-fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_document(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let open = || {
         std::fs::OpenOptions::new()
@@ -257,7 +257,7 @@ impl DataStore {
         let uri = self.uri_of(path);
         if let Some(root) = &self.local_root {
             if bytes.len() <= INLINE_WRITE_MAX_BYTES {
-                write_new_file(&root.join(path), &bytes).map_err(|e| DataError::Local {
+                write_document(&root.join(path), &bytes).map_err(|e| DataError::Local {
                     uri: uri.clone(),
                     source: e,
                 })?;

@@ -430,37 +430,37 @@ impl ObjectWriter {
             });
         };
         let size_after = self.size + bytes.len() as u64;
+        // The caller writes a local file until the storing threads take it over.
+        let inline = matches!(stage, Stage::Inline(_));
         match sink {
-            WriteSink::Local { file: local, .. } => match stage {
-                Stage::Inline(hasher) => {
-                    let file = local.as_mut().ok_or_else(|| DataError::Closed {
-                        uri: self.uri.clone(),
-                    })?;
-                    file.write_all(&bytes).map_err(|e| io_error(&self.uri, e))?;
-                    hasher.update(&*bytes);
-                    if size_after > HASH_THREAD_THRESHOLD_BYTES {
-                        // From now on the thread owns the file.
-                        *stage = Stage::threaded(std::mem::take(hasher), local.take());
-                    }
-                }
-                _ => stage.send(bytes).map_err(|e| io_error(&self.uri, e))?,
-            },
+            WriteSink::Local { file, .. } if inline => {
+                let file = file.as_mut().ok_or_else(|| DataError::Closed {
+                    uri: self.uri.clone(),
+                })?;
+                file.write_all(&bytes).map_err(|e| io_error(&self.uri, e))?;
+            }
+            WriteSink::Local { .. } => {}
             WriteSink::Remote(upload) => {
                 upload
                     .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| store_error(&self.uri, e))?;
                 upload.write(&bytes);
-                match stage {
-                    Stage::Inline(hasher) => {
-                        hasher.update(&*bytes);
-                        if size_after > HASH_THREAD_THRESHOLD_BYTES {
-                            *stage = Stage::threaded(std::mem::take(hasher), None);
-                        }
-                    }
-                    _ => stage.send(bytes).map_err(|e| io_error(&self.uri, e))?,
+            }
+        }
+        match stage {
+            Stage::Inline(hasher) => {
+                hasher.update(&*bytes);
+                if size_after > HASH_THREAD_THRESHOLD_BYTES {
+                    // From now on the threads hash, and write a local file.
+                    let file = match sink {
+                        WriteSink::Local { file, .. } => file.take(),
+                        WriteSink::Remote(_) => None,
+                    };
+                    *stage = Stage::threaded(std::mem::take(hasher), file);
                 }
             }
+            _ => stage.send(bytes).map_err(|e| io_error(&self.uri, e))?,
         }
         self.size = size_after;
         Ok(())
