@@ -133,19 +133,28 @@ fn print_row(label: &str, f: &Figures, goal_us: f64, peer_ms: Option<f64>) {
     );
 }
 
+/// A host builder for `home` with the pool sized by `SLUICE_BENCH_MAX_INSTANCES` when set: the
+/// default pool reserves more address space than valgrind can map, so an instruction-count
+/// profile (`valgrind --tool=callgrind`, repeatable on a noisy machine) needs a small one.
+fn builder(home: &std::path::Path) -> sluice_host::HostBuilder {
+    let builder = Host::builder().home(home);
+    match std::env::var("SLUICE_BENCH_MAX_INSTANCES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) => builder.max_instances(n),
+        None => builder,
+    }
+}
+
 /// A host on the embedded defaults: SQLite file and local directory store under `home`.
 async fn durable_host(home: &std::path::Path) -> Host {
-    Host::builder()
-        .home(home)
-        .build()
-        .await
-        .expect("durable host")
+    builder(home).build().await.expect("durable host")
 }
 
 /// A host that persists nothing: in-memory SQLite and `memory://`.
 async fn memory_host(home: &std::path::Path) -> Host {
-    Host::builder()
-        .home(home)
+    builder(home)
         .database_url("sqlite::memory:")
         .store_url("memory://")
         .build()

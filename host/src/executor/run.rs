@@ -23,7 +23,9 @@ use crate::values::{msgpack, Value};
 
 /// The id of a new run: a ULID, so ids sort by creation time.
 fn new_run_id() -> String {
-    format!("r{}", ulid::Ulid::generate().to_string().to_lowercase())
+    let mut id = crate::data::concat(&["r", &ulid::Ulid::generate().to_string()]);
+    id.make_ascii_lowercase();
+    id
 }
 
 /// The root action of a run (child actions of later versions get ids under it).
