@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use sluice_host::records::wal_vfs::frames_written_whole;
 use sluice_host::records::{AfterAttempt, AttemptEnd, NewRun, Records};
 
 async fn per_run_us(url: &str, n: usize) -> f64 {
@@ -50,15 +51,19 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
 
 pub async fn run(n: usize) {
     let dir = tempfile::tempdir().expect("temporary directory");
+    let whole_before = frames_written_whole();
     let rusqlite_file = per_run_us(&format!("sqlite://{}/a.db", dir.path().display()), n).await;
+    let whole_frames = (frames_written_whole() - whole_before) as f64 / n as f64;
     let sqlx_file = per_run_us(
         &format!("sqlx+sqlite://{}/b.db?mode=rwc", dir.path().display()),
         n,
     )
     .await;
     let rusqlite_memory = per_run_us("sqlite::memory:", n).await;
-    println!("recording one run (start + finish transactions, 6 statements), {n} runs");
-    println!("  in-process SQLite file (default)  {rusqlite_file:>7.1} µs");
+    println!("recording one run (start + finish transactions, 9 statements with the events), {n} runs");
+    println!(
+        "  in-process SQLite file (default)  {rusqlite_file:>7.1} µs   ({whole_frames:.1} WAL frames per run, each one write)"
+    );
     println!("  in-process SQLite in memory       {rusqlite_memory:>7.1} µs");
     println!(
         "  sqlx SQLite file (baseline)       {sqlx_file:>7.1} µs   -> in-process is {:.1}x faster",

@@ -12,6 +12,7 @@ mod lifecycle;
 mod runs;
 mod sqlite;
 mod traces;
+pub mod wal_vfs;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,12 @@ pub enum RecordsError {
         what: String,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("database {url}: {source}")]
+    Vfs {
+        url: String,
+        #[source]
+        source: wal_vfs::WalVfsError,
     },
     /// A transaction committed together with others (group commit) failed with them.
     #[error("database: {what}: {message}")]

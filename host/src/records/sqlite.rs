@@ -112,7 +112,12 @@ impl Sqlite {
         let conn = if !on_disk {
             rusqlite::Connection::open_in_memory()
         } else {
-            rusqlite::Connection::open(path)
+            // The default VFS but for WAL frames, which it writes with one call each.
+            let vfs = super::wal_vfs::register().map_err(|source| RecordsError::Vfs {
+                url: url.to_string(),
+                source,
+            })?;
+            rusqlite::Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs)
         }
         .map_err(|e| sqlite_err(&what, e))?;
         // WAL: readers never block the writer; synchronous=NORMAL: a commit survives a crash of
