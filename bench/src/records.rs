@@ -60,7 +60,9 @@ pub async fn run(n: usize) {
     )
     .await;
     let rusqlite_memory = per_run_us("sqlite::memory:", n).await;
-    println!("recording one run (start + finish transactions, 9 statements with the events), {n} runs");
+    println!(
+        "recording one run (start + finish transactions, 9 statements with the events), {n} runs"
+    );
     println!(
         "  in-process SQLite file (default)  {rusqlite_file:>7.1} µs   ({whole_frames:.1} WAL frames per run, each one write)"
     );
