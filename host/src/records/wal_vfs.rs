@@ -137,7 +137,8 @@ unsafe extern "C" fn open(
         inner,
         held: None,
         last_read: None,
-        frame: Vec::with_capacity(FRAME_HEADER_BYTES + 64 * 1024),
+        // Grows to one frame (header + page) at the first write.
+        frame: Vec::new(),
     };
     // SAFETY: SQLite allocated szOsFile bytes, which covers WalFile and the inner file.
     unsafe { ptr::write(file.cast::<WalFile>(), wal) };
