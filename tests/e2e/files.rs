@@ -142,6 +142,63 @@ async fn a_directory_is_listed_with_the_hash_of_each_entry() {
     );
 }
 
+/// Reads land in the guest's own buffers (the host reads the file into guest memory, the SDK
+/// lends the caller's buffer): every byte must arrive in order whatever the buffer size, across
+/// the SDK's 1 MiB read chunk and after a seek.
+#[tokio::test]
+async fn multi_chunk_reads_deliver_every_byte_in_order() {
+    let t = test_host().await;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..(3 << 20) + 12_345)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let path = t.home.path().join("random.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = t
+        .host
+        .upload(&path, RefKind::File, "default", "development")
+        .await
+        .unwrap();
+
+    // 64 KiB reads, hashed in the guest.
+    let out = run(&t, "checksum", vec![("data", file.to_value())]).await;
+    let entry = sluice_host::values::json::to_json(output(&out));
+    assert_eq!(entry["sha256"], sha256_hex(&bytes));
+    assert_eq!(entry["size"], bytes.len());
+
+    // Odd-sized reads (3 KiB) and reads larger than the SDK's chunk (2 MiB), written back out.
+    for chunk_kib in [3, 2048] {
+        let out = run(
+            &t,
+            "copy_file",
+            vec![
+                ("data", file.to_value()),
+                ("chunk_kib", Value::Int(chunk_kib)),
+            ],
+        )
+        .await;
+        let copy = meta(output(&out));
+        assert_eq!(
+            read_uri(&t, &copy.uri).await,
+            bytes,
+            "chunk of {chunk_kib} KiB"
+        );
+    }
+
+    let out = run(
+        &t,
+        "count_bytes",
+        vec![("data", file.to_value()), ("chunk_kib", Value::Int(1024))],
+    )
+    .await;
+    assert_eq!(output(&out), &Value::Int(bytes.len() as i64));
+}
+
 #[tokio::test]
 async fn a_list_of_files_is_concatenated_and_seek_reads_the_end() {
     let t = test_host().await;

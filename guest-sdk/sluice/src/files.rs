@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bindings::sluice::task::data::{self as wit, DataError};
 use crate::bindings::sluice::task::types::{FileType, TypeNode};
+use crate::lend::Lend;
 use crate::time::{deserialize_ext, serialize_ext};
 use crate::types::{SluiceType, TypeTable};
 
@@ -245,10 +246,37 @@ impl Read for FileReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(READ_CHUNK_BYTES as usize) as u32;
-        let chunk = self.handle.read(want).map_err(to_io)?;
-        let n = chunk.len().min(buf.len());
-        buf[..n].copy_from_slice(&chunk[..n]);
+        let want = buf.len().min(READ_CHUNK_BYTES as usize);
+        // The host writes straight into `buf` (see `lend.rs`), so a read is one copy.
+        let lend = Lend::new(&mut buf[..want]);
+        let result = self.handle.read(want as u32);
+        let taken = lend.finish();
+        let n = match result {
+            Ok(chunk) if taken => {
+                // A list result makes one allocation, so it is the one that took `buf`.
+                assert_eq!(
+                    chunk.as_ptr(),
+                    buf.as_ptr(),
+                    "host bytes outside the lent buffer"
+                );
+                let n = chunk.len().min(want);
+                // The bytes are already in `buf`, which this Vec only borrows: never free it.
+                std::mem::forget(chunk);
+                n
+            }
+            Ok(chunk) => {
+                let n = chunk.len().min(buf.len());
+                buf[..n].copy_from_slice(&chunk[..n]);
+                n
+            }
+            Err(e) if taken => {
+                // The error's text was placed in `buf`: keep a copy, never free the original.
+                let owned = e.clone();
+                std::mem::forget(e);
+                return Err(to_io(owned));
+            }
+            Err(e) => return Err(to_io(e)),
+        };
         self.position += n as u64;
         Ok(n)
     }

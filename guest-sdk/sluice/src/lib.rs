@@ -33,6 +33,7 @@ mod error;
 mod files;
 #[cfg(feature = "dataframe")]
 mod frames;
+mod lend;
 pub mod log;
 pub mod tasks;
 mod time;

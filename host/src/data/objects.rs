@@ -5,7 +5,7 @@
 //! symbolic link); other stores go through `object_store` (ranged GET streams, multipart PUT).
 //! A writer hashes the bytes as they pass and makes the object visible only when it finishes.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -54,7 +54,8 @@ pub(crate) fn store_error(uri: &str, e: object_store::Error) -> DataError {
 }
 
 enum ReadSource {
-    Local(std::fs::File),
+    /// Shared with the [`ReadChunk`]s in flight, which read from it by position.
+    Local(Arc<std::fs::File>),
     Remote {
         store: Arc<dyn ObjectStore>,
         path: Path,
@@ -83,7 +84,7 @@ impl ObjectReader {
             uri: uri.to_string(),
             size: meta.len(),
             position: 0,
-            source: ReadSource::Local(file),
+            source: ReadSource::Local(Arc::new(file)),
         })
     }
 
@@ -113,25 +114,38 @@ impl ObjectReader {
     /// The open file, for a reader of a local store.
     pub(crate) fn into_local_file(self) -> Option<std::fs::File> {
         match self.source {
-            ReadSource::Local(file) => Some(file),
+            // A reader that never lent its file out owns it alone; otherwise the file is opened
+            // again (a new descriptor for the same open object).
+            ReadSource::Local(file) => Arc::try_unwrap(file)
+                .or_else(|shared| shared.try_clone())
+                .ok(),
             ReadSource::Remote { .. } => None,
         }
     }
 
     /// Up to `max` bytes from the current position; empty at the end.
     pub async fn read(&mut self, max: usize) -> Result<Vec<u8>, DataError> {
+        self.read_chunk(max).await?.into_vec()
+    }
+
+    /// Up to `max` bytes from the current position, as a [`ReadChunk`]: from a local store the
+    /// bytes are not read yet, so that whoever takes them can read them straight into the buffer
+    /// they end up in (a guest's memory) instead of through one of ours.
+    pub async fn read_chunk(&mut self, max: usize) -> Result<ReadChunk, DataError> {
         let want = max.min(self.size.saturating_sub(self.position) as usize);
         if want == 0 {
-            return Ok(Vec::new());
+            return Ok(ReadChunk::Bytes(Vec::new()));
         }
         let out = match &mut self.source {
             ReadSource::Local(file) => {
-                // Read into spare capacity: no zeroing of a buffer about to be overwritten.
-                let mut buf = Vec::with_capacity(want);
-                file.take(want as u64)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| io_error(&self.uri, e))?;
-                buf
+                let chunk = ReadChunk::Local {
+                    file: file.clone(),
+                    offset: self.position,
+                    len: want,
+                    uri: self.uri.clone(),
+                };
+                self.position += want as u64;
+                return Ok(chunk);
             }
             ReadSource::Remote {
                 store,
@@ -156,7 +170,7 @@ impl ObjectReader {
                             Some(chunk) => {
                                 *pending = chunk.map_err(|e| store_error(&self.uri, e))?
                             }
-                            None => return Ok(Vec::new()),
+                            None => return Ok(ReadChunk::Bytes(Vec::new())),
                         }
                     }
                 }
@@ -165,16 +179,14 @@ impl ObjectReader {
             }
         };
         self.position += out.len() as u64;
-        Ok(out)
+        Ok(ReadChunk::Bytes(out))
     }
 
     pub fn seek(&mut self, offset: u64) -> Result<(), DataError> {
         let offset = offset.min(self.size);
         match &mut self.source {
-            ReadSource::Local(file) => {
-                file.seek(SeekFrom::Start(offset))
-                    .map_err(|e| io_error(&self.uri, e))?;
-            }
+            // Local reads are positional: the position is all there is to move.
+            ReadSource::Local(_) => {}
             ReadSource::Remote {
                 stream, pending, ..
             } => {
@@ -184,6 +196,59 @@ impl ObjectReader {
         }
         self.position = offset;
         Ok(())
+    }
+}
+
+/// Bytes a read returned: in hand, or a range of a local file still to be read.
+pub enum ReadChunk {
+    Bytes(Vec<u8>),
+    /// `len` bytes at `offset` of `file`, all within the object's size when the read was made.
+    Local {
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: usize,
+        uri: String,
+    },
+}
+
+impl ReadChunk {
+    pub fn len(&self) -> usize {
+        match self {
+            ReadChunk::Bytes(bytes) => bytes.len(),
+            ReadChunk::Local { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the chunk into `dest`, which must be exactly [`ReadChunk::len`] bytes long. A local
+    /// file that shrank since it was opened fails here with the object's URI.
+    pub fn read_into(&self, dest: &mut [u8]) -> Result<(), DataError> {
+        match self {
+            ReadChunk::Bytes(bytes) => dest.copy_from_slice(bytes),
+            ReadChunk::Local {
+                file, offset, uri, ..
+            } => {
+                use std::os::unix::fs::FileExt;
+                file.read_exact_at(dest, *offset)
+                    .map_err(|e| io_error(uri, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes in a buffer of their own.
+    pub fn into_vec(self) -> Result<Vec<u8>, DataError> {
+        match self {
+            ReadChunk::Bytes(bytes) => Ok(bytes),
+            local => {
+                let mut buf = vec![0; local.len()];
+                local.read_into(&mut buf)?;
+                Ok(buf)
+            }
+        }
     }
 }
 
@@ -540,6 +605,31 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn local_reads_are_positional_and_a_shrunk_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        std::fs::write(&path, pattern(1000)).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut reader = ObjectReader::local("file:///o", file).unwrap();
+        reader.seek(990).unwrap();
+        assert_eq!(reader.read(64).await.unwrap(), pattern(1000)[990..]);
+        assert!(reader.read(64).await.unwrap().is_empty(), "at the end");
+        reader.seek(100).unwrap();
+        let chunk = reader.read_chunk(400).await.unwrap();
+        assert_eq!(chunk.len(), 400);
+        // The object shrinks after the read was granted and before its bytes are taken.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(200)
+            .unwrap();
+        let mut dest = vec![0; chunk.len()];
+        let err = chunk.read_into(&mut dest).unwrap_err().to_string();
+        assert!(err.contains("file:///o"), "{err}");
     }
 
     #[tokio::test]

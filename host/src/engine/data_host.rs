@@ -18,6 +18,12 @@ pub const MAX_OPEN_HANDLES: usize = 1024;
 
 pub struct FileReaderHandle(ObjectReader);
 
+impl FileReaderHandle {
+    pub(super) fn reader(&mut self) -> &mut ObjectReader {
+        &mut self.0
+    }
+}
+
 pub struct FileWriterHandle {
     writer: ObjectWriter,
     format: Option<String>,
@@ -33,7 +39,7 @@ pub struct FrameWriterHandle(FrameWriter);
 
 type Res<T> = wasmtime::Result<Result<T, WitError>>;
 
-fn to_wit(e: DataError) -> WitError {
+pub(super) fn to_wit(e: DataError) -> WitError {
     let text = e.to_string();
     match e {
         DataError::NotGranted { .. } | DataError::Unresolved { .. } => WitError::NotGranted(text),

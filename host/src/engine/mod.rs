@@ -7,6 +7,7 @@ mod attempt;
 mod compile;
 pub mod data_host;
 mod describe;
+mod direct_read;
 pub mod log;
 mod tasks_host;
 mod trace_host;
@@ -129,6 +130,8 @@ impl Engine {
             .map_err(|e| EngineError::Config(format!("linking WASI: {e:#}")))?;
         TaskEnvironment::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| EngineError::Config(format!("linking sluice:task: {e:#}")))?;
+        direct_read::link(&mut linker)
+            .map_err(|e| EngineError::Config(format!("linking direct reads: {e:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak_engine = engine.weak();
