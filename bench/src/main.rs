@@ -54,10 +54,10 @@ fn median_of(mut xs: Vec<Duration>) -> Duration {
 }
 
 async fn chain(host: &Host, n: usize) -> Figures {
-    chain_of(host, &sluice_tests::fixture("basic"), n).await
+    chain_of(host, &sluice_tests::fixture("chain"), n).await
 }
 
-/// The chain on `component`'s `add_one` (the Rust fixture, or its Python or JS twin).
+/// The chain on `component`'s `add_one` (the Rust `chain` fixture, or the Python or JS twin).
 async fn chain_of(host: &Host, component: &std::path::Path, n: usize) -> Figures {
     let env = host
         .load_file(component)

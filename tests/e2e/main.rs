@@ -12,4 +12,5 @@ mod languages_data;
 mod offload;
 mod records;
 mod s3;
+mod sdk;
 mod values;
