@@ -293,14 +293,17 @@ impl DataStore {
         let path = self.path_of(uri)?;
         // Small local objects (documents) are read in place: object_store's local reads hop to
         // a blocking thread, which costs more than the read (a cache hit is mostly this read).
-        // One open serves both the size check and the read (five system calls, not ten).
+        // One open serves both the size check and the read: open, stat, read, close. (Reading
+        // through `take(size)` keeps std's `File::read_to_end` from asking for the size and
+        // position again and from probing for the end with one more read.)
         if let Some(dir) = &self.local_dir {
             let local_error = |e| objects::io_error(uri, e);
             let mut file = dir.open(path.as_ref()).map_err(local_error)?;
             let size = file.metadata().map_err(local_error)?.len();
             if size <= INLINE_WRITE_MAX_BYTES as u64 {
                 let mut bytes = Vec::with_capacity(size as usize);
-                std::io::Read::read_to_end(&mut file, &mut bytes).map_err(local_error)?;
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, size), &mut bytes)
+                    .map_err(local_error)?;
                 return Ok(Bytes::from(bytes));
             }
         }
