@@ -16,8 +16,8 @@
 //! commit frame last, and only then publishes them in the WAL index where other connections
 //! and processes look, so by then they are in the file, and an error writing them is the
 //! commit frame's error, which fails the transaction. Frames of a transaction too large to
-//! commit at once (spilled from the page cache) are sent when the gathered bytes pass
-//! `MAX_GATHERED_BYTES` or when SQLite reads the file again. The one place SQLite writes
+//! commit at once (spilled from the page cache), or of a commit larger than
+//! `MAX_GATHERED_BYTES`, are sent in pieces of at most that size, in order. The one place SQLite writes
 //! a frame header over bytes it has just read, `walRewriteChecksums`, may publish right after
 //! the last one, so such a write goes out at once. Everything else (database files, journals,
 //! the shared-memory index, locks) is the default VFS untouched.
@@ -37,9 +37,11 @@ const FRAME_HEADER_BYTES: usize = 24;
 /// Where a frame header keeps the database size after a commit (0 in frames that do not end a
 /// transaction): big-endian, bytes 4..8.
 const COMMIT_SIZE_FIELD: std::ops::Range<usize> = 4..8;
-/// Gathered WAL bytes are sent once they pass this size even without a commit (a transaction
-/// spilling thousands of pages), bounding the memory a connection holds.
-const MAX_GATHERED_BYTES: usize = 256 << 10;
+/// Most bytes gathered into one write. The default unix VFS writes at most 128 KiB - 1 bytes per
+/// call (it masks the length to 17 bits: SQLite itself never writes more than a 64 KiB page at
+/// once) and reports anything longer as a full disk, so a write must stay below that; this also
+/// bounds the memory a connection holds.
+const MAX_GATHERED_BYTES: usize = 64 << 10;
 
 /// Writes SQLite asked for on WAL files, and writes made to the kernel, in this process.
 static WAL_WRITES_ASKED: AtomicU64 = AtomicU64::new(0);
@@ -257,6 +259,19 @@ unsafe extern "C" fn wal_write(
     }
     // SAFETY: SQLite passes len readable bytes.
     let data = unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), count) };
+    if wal.gathered.len() + count > MAX_GATHERED_BYTES {
+        let commit_page = wal.commit_page_next;
+        let rc = send_gathered(wal);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        if count > MAX_GATHERED_BYTES || commit_page {
+            // A write this large alone (a page of 64 KiB) goes out as SQLite asked for it, and
+            // so does a commit frame's page whose header was just sent.
+            WAL_WRITES_MADE.fetch_add(1, Ordering::Relaxed);
+            return write_inner(wal, bytes, count, offset);
+        }
+    }
     if wal.gathered.is_empty() {
         wal.gathered_at = offset;
     }
@@ -264,7 +279,7 @@ unsafe extern "C" fn wal_write(
     wal.commit_page_next =
         count == FRAME_HEADER_BYTES && data[COMMIT_SIZE_FIELD].iter().any(|&b| b != 0);
     wal.gathered.extend_from_slice(data);
-    if ends_commit || wal.gathered.len() >= MAX_GATHERED_BYTES {
+    if ends_commit {
         return send_gathered(wal);
     }
     ffi::SQLITE_OK
@@ -428,6 +443,30 @@ mod tests {
         let (count, check, last) = after_a_crash(&path, "key-00199");
         assert_eq!((count, check.as_str()), (200, "ok"));
         assert_eq!(last, "x".repeat(100));
+    }
+
+    /// A transaction of hundreds of frames (a group commit of many runs) is sent in pieces the
+    /// default VFS accepts: it writes at most 128 KiB per call and calls more a full disk.
+    #[test]
+    fn a_commit_larger_than_one_write_goes_out_in_pieces() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("d.db");
+        let conn = open_ours(&path);
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+            .expect("table");
+        conn.execute_batch("BEGIN").expect("begin");
+        for i in 0..600 {
+            conn.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                (format!("key-{i:05}"), "z".repeat(900)),
+            )
+            .expect("insert");
+        }
+        conn.execute_batch("COMMIT")
+            .expect("a commit of about a megabyte of frames");
+        let (count, check, last) = after_a_crash(&path, "key-00599");
+        assert_eq!((count, check.as_str()), (600, "ok"));
+        assert_eq!(last, "z".repeat(900));
     }
 
     /// Another connection (another process would do the same) reads the WAL file for every
