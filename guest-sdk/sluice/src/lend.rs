@@ -18,7 +18,8 @@ use std::marker::PhantomData;
 /// The buffer on offer: its address and length; `(0, 0)` when none is.
 struct Offer(Cell<(usize, usize)>);
 
-// SAFETY: guests built for wasm32-wasip2 have one thread; the cell is never shared across threads.
+// SAFETY: guests built for wasm32-wasip2 have one thread, so the cell is never shared across
+// threads there. Natively (the SDK's unit tests) only one test touches it.
 unsafe impl Sync for Offer {}
 
 static OFFER: Offer = Offer(Cell::new((0, 0)));
