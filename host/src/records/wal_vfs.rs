@@ -199,7 +199,9 @@ fn methods(wal: &WalFile) -> &ffi::sqlite3_io_methods {
     unsafe { &*(*wal.inner).pMethods }
 }
 
+/// The one way bytes reach the WAL file (and the count of writes made).
 fn write_inner(wal: &WalFile, bytes: *const c_void, len: usize, offset: i64) -> c_int {
+    WAL_WRITES_MADE.fetch_add(1, Ordering::Relaxed);
     match methods(wal).xWrite {
         // SAFETY: bytes points at len readable bytes; the inner file is open.
         Some(write) => unsafe { write(wal.inner, bytes, len as c_int, offset) },
@@ -220,7 +222,6 @@ fn send_gathered(wal: &mut WalFile) -> c_int {
         wal.gathered_at,
     );
     wal.gathered.clear();
-    WAL_WRITES_MADE.fetch_add(1, Ordering::Relaxed);
     rc
 }
 
@@ -254,7 +255,6 @@ unsafe extern "C" fn wal_write(
     let rewrites_what_was_read = just_read
         .is_some_and(|(at, read_len)| at <= offset && offset + count as i64 <= at + read_len);
     if rewrites_what_was_read {
-        WAL_WRITES_MADE.fetch_add(1, Ordering::Relaxed);
         return write_inner(wal, bytes, count, offset);
     }
     // SAFETY: SQLite passes len readable bytes.
@@ -268,7 +268,6 @@ unsafe extern "C" fn wal_write(
         if count > MAX_GATHERED_BYTES || commit_page {
             // A write this large alone (a page of 64 KiB) goes out as SQLite asked for it, and
             // so does a commit frame's page whose header was just sent.
-            WAL_WRITES_MADE.fetch_add(1, Ordering::Relaxed);
             return write_inner(wal, bytes, count, offset);
         }
     }
@@ -387,6 +386,23 @@ mod tests {
         conn
     }
 
+    /// A database through the VFS with the table the tests fill, `t (k, v)`.
+    fn open_table(path: &std::path::Path) -> Connection {
+        let conn = open_ours(path);
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+            .expect("table");
+        conn
+    }
+
+    /// Writes row `key-<i>` (five digits) with value `v`, replacing one already there.
+    fn put(conn: &Connection, i: usize, v: &str) {
+        conn.execute(
+            "INSERT OR REPLACE INTO t VALUES (?1, ?2)",
+            (format!("key-{i:05}"), v),
+        )
+        .expect("write");
+    }
+
     /// What a process killed now would leave: the database and WAL files as they are on disk,
     /// copied elsewhere (without the shared-memory index) and opened through the default VFS,
     /// which rebuilds the index from the WAL and stops at the first frame whose checksum does
@@ -414,16 +430,10 @@ mod tests {
     fn each_commit_is_one_write_and_survives_a_crash() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("a.db");
-        let conn = open_ours(&path);
-        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
-            .expect("table");
+        let conn = open_table(&path);
         let (asked_before, made_before) = wal_writes();
         for i in 0..200 {
-            conn.execute(
-                "INSERT INTO t VALUES (?1, ?2)",
-                (format!("key-{i:05}"), "x".repeat(100)),
-            )
-            .expect("insert");
+            put(&conn, i, &"x".repeat(100));
         }
         let (asked, made) = wal_writes();
         // Each commit asks for at least two frames (the table's page and the index's), each a
@@ -451,16 +461,10 @@ mod tests {
     fn a_commit_larger_than_one_write_goes_out_in_pieces() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("d.db");
-        let conn = open_ours(&path);
-        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
-            .expect("table");
+        let conn = open_table(&path);
         conn.execute_batch("BEGIN").expect("begin");
         for i in 0..600 {
-            conn.execute(
-                "INSERT INTO t VALUES (?1, ?2)",
-                (format!("key-{i:05}"), "z".repeat(900)),
-            )
-            .expect("insert");
+            put(&conn, i, &"z".repeat(900));
         }
         conn.execute_batch("COMMIT")
             .expect("a commit of about a megabyte of frames");
@@ -524,9 +528,7 @@ mod tests {
     fn a_transaction_that_rewrites_its_checksums_stays_readable() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("b.db");
-        let conn = open_ours(&path);
-        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
-            .expect("table");
+        let conn = open_table(&path);
         // A tiny page cache makes SQLite spill dirty pages into the WAL in the middle of the
         // transaction and write some of them again before it commits, which makes the commit
         // rewrite the checksums of the frames after the first one written twice.
@@ -535,11 +537,7 @@ mod tests {
         conn.execute_batch("BEGIN").expect("begin");
         for round in 0..3 {
             for i in 0..300 {
-                conn.execute(
-                    "INSERT OR REPLACE INTO t VALUES (?1, ?2)",
-                    (format!("key-{i:05}"), format!("{round}-{}", "y".repeat(80))),
-                )
-                .expect("write");
+                put(&conn, i, &format!("{round}-{}", "y".repeat(80)));
             }
         }
         conn.execute_batch("COMMIT").expect("commit");
