@@ -12,12 +12,14 @@ peer=../shared/peers/flyte
 if [ ! -x target/tools/flyte-venv/bin/python ] && [ -x "$peer/setup.sh" ]; then
   bash "$peer/setup.sh" "$root/target/tools/flyte-venv" || echo "the Flyte peer could not be installed; it is skipped"
 fi
-# The fan-out first: it creates 40,000 files and directories per 10,000 children, and on this
-# VM's ext4 (no journal) creating inodes is slow for minutes after many were deleted, which the
-# other cases do when they remove their temporary homes (BENCHMARKS.md).
-target/release/sluice-bench fanout 10000
+# The cases keep their homes here and this script removes them after the last one: on this VM's
+# ext4 (no journal) creating an inode is slow for minutes after many were deleted, so a case
+# that removed its home (the fan-out's is 160,000 files and directories) would slow the durable
+# cases after it (BENCHMARKS.md).
+export SLUICE_BENCH_HOMES="$root/target/bench-homes/$$"
 # The chain also runs on PostgreSQL, on a server started here and stopped on exit.
-trap 'bash scripts/postgres.sh stop' EXIT
+trap 'bash scripts/postgres.sh stop; rm -rf "$SLUICE_BENCH_HOMES"' EXIT
+target/release/sluice-bench fanout 10000
 pg_url=$(bash scripts/postgres.sh start | tail -1) || pg_url=""
 SLUICE_BENCH_POSTGRES="$pg_url" target/release/sluice-bench chain "${1:-1000}"
 target/release/sluice-bench cache "${1:-1000}"

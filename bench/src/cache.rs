@@ -52,10 +52,10 @@ fn verdict(value: Duration, goal_us: f64) -> &'static str {
 }
 
 pub async fn run(n: usize) {
-    let home = tempfile::tempdir().expect("temporary home");
+    let home = super::bench_home();
     let durable = durable_host(home.path()).await;
     let (d_miss, d_hit) = misses_then_hits(&durable, n).await;
-    let memory_home = tempfile::tempdir().expect("temporary home");
+    let memory_home = super::bench_home();
     let memory = memory_host(memory_home.path()).await;
     let (m_miss, m_hit) = misses_then_hits(&memory, n).await;
     let flyte = peer::flyte_cache(100);

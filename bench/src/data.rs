@@ -110,7 +110,7 @@ fn rss_and_peak() -> (u64, u64) {
 }
 
 pub async fn files(mib: u64) {
-    let home = tempfile::tempdir().expect("temporary home");
+    let home = super::bench_home();
     let host = durable_host(home.path()).await;
     let env = host
         .load_file(sluice_tests::fixture("files"))
@@ -203,7 +203,7 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 }
 
 pub async fn frames(rows: usize) {
-    let home = tempfile::tempdir().expect("temporary home");
+    let home = super::bench_home();
     let host = durable_host(home.path()).await;
     let env = host
         .load_file(sluice_tests::fixture("frames"))

@@ -34,7 +34,7 @@ pub async fn run(n: usize) {
             .unwrap_or_else(|e| {
                 panic!("{}: {e} (run scripts/build-guests.sh)", component.display())
             });
-        let home = tempfile::tempdir().expect("temporary home");
+        let home = super::bench_home();
         // First load on a new home: compiles and writes <home>/compiled.
         let host = durable_host(home.path()).await;
         let started = Instant::now();

@@ -50,7 +50,7 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
 }
 
 pub async fn run(n: usize) {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = super::bench_home();
     let (asked_before, made_before) = wal_writes();
     let rusqlite_file = per_run_us(&format!("sqlite://{}/a.db", dir.path().display()), n).await;
     let (asked, made) = wal_writes();
