@@ -80,7 +80,7 @@ pub fn format_from_name(name: &str) -> Option<String> {
     })
 }
 
-fn frame_error(uri: &str, e: impl std::fmt::Display) -> DataError {
+pub(super) fn frame_error(uri: &str, e: impl std::fmt::Display) -> DataError {
     DataError::Frame {
         uri: uri.to_string(),
         message: e.to_string(),
@@ -128,7 +128,11 @@ pub fn describe_local(
 }
 
 /// Root column indices for `wanted`, or an error naming the unknown column and the real ones.
-fn projection(uri: &str, schema: &SchemaRef, wanted: &[String]) -> Result<Vec<usize>, DataError> {
+pub(super) fn projection(
+    uri: &str,
+    schema: &SchemaRef,
+    wanted: &[String],
+) -> Result<Vec<usize>, DataError> {
     wanted
         .iter()
         .map(|name| {
@@ -148,7 +152,7 @@ fn projection(uri: &str, schema: &SchemaRef, wanted: &[String]) -> Result<Vec<us
         .collect()
 }
 
-type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+pub(super) type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
 /// A stored frame at least this big is decoded on a thread of its own, a few batches ahead of
 /// the guest (smaller ones are decoded on the caller's thread: a thread costs more than it saves).
@@ -223,6 +227,31 @@ impl FrameReader {
             FrameSource::Local(file) => file.metadata().map(|m| m.len()).unwrap_or(0),
             FrameSource::Fetched(bytes) => bytes.len() as u64,
         };
+        // A large Parquet frame is decoded on several threads (`parquet_read.rs`), from a
+        // memory map of a local object.
+        let (source, parallel) = if format == FrameFormat::Parquet
+            && stored_bytes >= READ_AHEAD_MIN_BYTES
+        {
+            let bytes = match source {
+                FrameSource::Local(file) => {
+                    super::parquet_read::map_local(&file).map_err(|e| err(&e))?
+                }
+                FrameSource::Fetched(bytes) => bytes,
+            };
+            let parallel =
+                super::parquet_read::decode_in_parallel(uri, bytes.clone(), columns, batch_rows)?;
+            (FrameSource::Fetched(bytes), parallel)
+        } else {
+            (source, None)
+        };
+        if let Some(batches) = parallel {
+            return Ok(FrameReader {
+                uri: uri.to_string(),
+                batches,
+                batch_rows,
+                carry: None,
+            });
+        }
         let batches: BatchIter = match (format, source) {
             (FrameFormat::Parquet, FrameSource::Local(file)) => parquet_batches(
                 uri,

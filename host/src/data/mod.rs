@@ -14,6 +14,7 @@ mod ipc_append;
 mod ipc_file;
 pub mod objects;
 mod parquet_encoder;
+mod parquet_read;
 pub mod session;
 mod stores;
 
