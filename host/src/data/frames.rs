@@ -163,7 +163,7 @@ const READ_AHEAD_BATCHES: usize = 2;
 /// `batches` decoded on a thread of its own while the guest works on the ones before (Parquet
 /// decompression and decoding overlap the batch's trip into the guest). The thread stops when
 /// the batches end or the reader is dropped.
-fn read_ahead(batches: BatchIter) -> BatchIter {
+pub(super) fn read_ahead(batches: BatchIter) -> BatchIter {
     // `None` marks the end: a channel that closes without it means the thread died.
     let (decoded, queue) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
     let started = std::thread::Builder::new()
@@ -227,32 +227,18 @@ impl FrameReader {
             FrameSource::Local(file) => file.metadata().map(|m| m.len()).unwrap_or(0),
             FrameSource::Fetched(bytes) => bytes.len() as u64,
         };
-        // A large Parquet frame is decoded on several threads (`parquet_read.rs`), from a
-        // memory map of a local object.
-        let (source, parallel) = if format == FrameFormat::Parquet
-            && stored_bytes >= READ_AHEAD_MIN_BYTES
-        {
-            let bytes = match source {
-                FrameSource::Local(file) => {
-                    super::parquet_read::map_local(&file).map_err(|e| err(&e))?
-                }
-                FrameSource::Fetched(bytes) => bytes,
-            };
-            let parallel =
-                super::parquet_read::decode_in_parallel(uri, bytes.clone(), columns, batch_rows)?;
-            (FrameSource::Fetched(bytes), parallel)
-        } else {
-            (source, None)
-        };
-        if let Some(batches) = parallel {
-            return Ok(FrameReader {
-                uri: uri.to_string(),
-                batches,
-                batch_rows,
-                carry: None,
-            });
-        }
+        let large = stored_bytes >= READ_AHEAD_MIN_BYTES;
         let batches: BatchIter = match (format, source) {
+            // Decoded ahead on several threads, from a memory map of a local object.
+            (FrameFormat::Parquet, source) if large => {
+                let bytes = match source {
+                    FrameSource::Local(file) => {
+                        super::parquet_read::map_local(&file).map_err(|e| err(&e))?
+                    }
+                    FrameSource::Fetched(bytes) => bytes,
+                };
+                super::parquet_read::large_frame(uri, bytes, columns, batch_rows)?
+            }
             (FrameFormat::Parquet, FrameSource::Local(file)) => parquet_batches(
                 uri,
                 ParquetRecordBatchReaderBuilder::try_new(file),
@@ -282,8 +268,9 @@ impl FrameReader {
                 csv_batches(uri, Cursor::new(bytes), schema, columns, batch_rows)?
             }
         };
-        // An IPC file's batches are slices of the file: decoding them ahead saves nothing.
-        let batches = if stored_bytes >= READ_AHEAD_MIN_BYTES && format != FrameFormat::ArrowIpc {
+        // A large CSV frame is decoded ahead here (a large Parquet one above); an IPC file's
+        // batches are slices of the file: decoding them ahead saves nothing.
+        let batches = if large && format == FrameFormat::Csv {
             read_ahead(batches)
         } else {
             batches

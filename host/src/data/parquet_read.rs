@@ -16,7 +16,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
-use super::frames::{frame_error, projection, BatchIter};
+use super::frames::{frame_error, projection, read_ahead, BatchIter};
 use super::DataError;
 
 /// Threads decoding one frame's row groups at most (fewer where the machine has fewer cores or
@@ -42,38 +42,38 @@ pub fn map_local(file: &std::fs::File) -> std::io::Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
-/// The frame's batches decoded on up to [`PARQUET_DECODE_THREADS`] threads, or `None` when one
-/// thread is all there is to use (one row group, or one core): then the caller decodes as before.
-pub fn decode_in_parallel(
+/// A large frame's batches, decoded ahead of the guest: on up to [`PARQUET_DECODE_THREADS`]
+/// threads, or on one (`read_ahead`) when that is all there is to use (one row group, or one
+/// core). The footer is read once for either.
+pub fn large_frame(
     uri: &str,
     file: Bytes,
     columns: Option<&[String]>,
     batch_rows: usize,
-) -> Result<Option<BatchIter>, DataError> {
+) -> Result<BatchIter, DataError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    decode_on(
-        uri,
-        file,
-        columns,
-        batch_rows,
-        PARQUET_DECODE_THREADS.min(cores),
-    )
+    let (metadata, mask) = footer(uri, &file, columns)?;
+    let threads = PARQUET_DECODE_THREADS.min(cores);
+    if threads.min(metadata.metadata().num_row_groups()) >= 2 {
+        return spawn_decoders(uri, file, metadata, mask, batch_rows, threads);
+    }
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+        .with_batch_size(batch_rows);
+    if let Some(mask) = mask {
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| frame_error(uri, e))?;
+    Ok(read_ahead(Box::new(reader)))
 }
 
-fn decode_on(
+/// The frame's footer, and the projection of `columns` (an unknown one is named).
+fn footer(
     uri: &str,
-    file: Bytes,
+    file: &Bytes,
     columns: Option<&[String]>,
-    batch_rows: usize,
-    threads: usize,
-) -> Result<Option<BatchIter>, DataError> {
+) -> Result<(ArrowReaderMetadata, Option<ProjectionMask>), DataError> {
     let metadata =
-        ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| frame_error(uri, e))?;
-    let groups = metadata.metadata().num_row_groups();
-    let threads = threads.min(groups);
-    if threads < 2 {
-        return Ok(None);
-    }
+        ArrowReaderMetadata::load(file, Default::default()).map_err(|e| frame_error(uri, e))?;
     let mask = match columns {
         Some(wanted) => {
             let indices = projection(uri, metadata.schema(), wanted)?;
@@ -81,6 +81,36 @@ fn decode_on(
         }
         None => None,
     };
+    Ok((metadata, mask))
+}
+
+/// The batches on `threads` threads, or `None` when fewer than two would have work.
+#[cfg(test)]
+fn decode_on(
+    uri: &str,
+    file: Bytes,
+    columns: Option<&[String]>,
+    batch_rows: usize,
+    threads: usize,
+) -> Result<Option<BatchIter>, DataError> {
+    let (metadata, mask) = footer(uri, &file, columns)?;
+    if threads.min(metadata.metadata().num_row_groups()) < 2 {
+        return Ok(None);
+    }
+    spawn_decoders(uri, file, metadata, mask, batch_rows, threads).map(Some)
+}
+
+/// Row group r decoded on thread r mod `threads` (at least two, and no more than the groups).
+fn spawn_decoders(
+    uri: &str,
+    file: Bytes,
+    metadata: ArrowReaderMetadata,
+    mask: Option<ProjectionMask>,
+    batch_rows: usize,
+    threads: usize,
+) -> Result<BatchIter, DataError> {
+    let groups = metadata.metadata().num_row_groups();
+    let threads = threads.min(groups);
     let mut queues = Vec::with_capacity(threads);
     for first in 0..threads {
         let (decoded, queue) = sync_channel(BATCHES_AHEAD_PER_THREAD);
@@ -124,12 +154,12 @@ fn decode_on(
         }
         queues.push(queue);
     }
-    Ok(Some(Box::new(InGroupOrder {
+    Ok(Box::new(InGroupOrder {
         queues,
         group: 0,
         groups,
         ended: false,
-    })))
+    }))
 }
 
 /// The decoding threads' batches in row-group order.
