@@ -1,6 +1,9 @@
 //! The `sluice` command as a user runs it: output, exit codes, records across processes.
 
-use sluice_tests::{example_orders, fixture, sluice, workspace_root};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_tests::{example_orders, fixture, sluice, sluice_bin, workspace_root};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -298,4 +301,98 @@ fn a_long_run_shows_progress_and_runs_show_prints_the_action_tree() {
         .filter(|l| l.starts_with("    a") && l.contains(" add_one succeeded"))
         .count();
     assert_eq!(listed, 25, "{all}");
+}
+
+/// Another terminal on the same home while a run is in progress: it sees the run as running,
+/// records a run of its own, and neither process's records are lost or damaged (both go
+/// through the same SQLite file and its write-ahead log).
+#[test]
+fn two_processes_share_a_home_while_a_run_is_in_progress() {
+    let home = tempfile::tempdir().unwrap();
+    let (calls, durable) = (fixture("calls"), fixture("durable"));
+    let (calls, durable) = (calls.to_str().unwrap(), durable.to_str().unwrap());
+    // Compiled into the home's cache first, so the second process does not compile while the
+    // first one runs.
+    for wasm in [calls, durable] {
+        assert!(sluice(home.path(), &["describe", wasm]).status.success());
+    }
+    // 16 children of 400 ms, two at a time: about 3.2 s.
+    let long = Command::new(sluice_bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["run", calls, "slow_map", "--in", "n=16", "--in", "ms=400"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let phases = || -> Vec<(String, String)> {
+        let list = sluice(home.path(), &["runs", "list", "--json"]);
+        assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+        let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let runs = runs.as_array().unwrap().iter();
+        let phase_of = |r: &serde_json::Value| format!("{} {}", r["task"], r["phase"]);
+        runs.map(|r| (r["id"].to_string(), phase_of(r))).collect()
+    };
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let long_id = loop {
+        if let Some((id, _)) = phases()
+            .into_iter()
+            .find(|(_, p)| p.ends_with("\"running\""))
+        {
+            break id;
+        }
+        assert!(Instant::now() < give_up, "the run never showed as running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let side = sluice(
+        home.path(),
+        &[
+            "run",
+            durable,
+            "cached_add",
+            "--in",
+            "x=1",
+            "--in",
+            "y=2",
+            "--in",
+            "note=side",
+        ],
+    );
+    assert_eq!(side.status.code(), Some(0), "{}", text(&side.stderr));
+    let side_outputs: serde_json::Value = serde_json::from_slice(&side.stdout).unwrap();
+    assert_eq!(side_outputs["o0"], 3);
+    // The second run was recorded while the first was still running.
+    let during = phases();
+    assert_eq!(during.len(), 2, "{during:?}");
+    assert!(
+        during
+            .iter()
+            .any(|(id, p)| *id == long_id && p.ends_with("\"running\"")),
+        "{during:?}"
+    );
+
+    let long = long.wait_with_output().unwrap();
+    assert_eq!(long.status.code(), Some(0), "{}", text(&long.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&long.stdout).unwrap();
+    assert_eq!(outputs["o0"], (0..16).sum::<i64>());
+    let after = phases();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|(_, p)| p.ends_with("\"succeeded\"")),
+        "{after:?}"
+    );
+    let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let children: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM actions WHERE parent_id = 'a0' AND phase = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(children, 16);
 }
