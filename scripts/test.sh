@@ -22,5 +22,7 @@ fi
 # the records (they go through the same host paths as the Rust cases that do run here); every
 # other end-to-end test runs again on PostgreSQL.
 echo "the end-to-end suite again, on PostgreSQL ($pg_url)"
-SLUICE_TEST_POSTGRES="$pg_url" cargo test --quiet -p sluice-tests --test e2e -- \
+# (`--workspace --test e2e` selects the same features as the pass above, so nothing compiles
+# again.)
+SLUICE_TEST_POSTGRES="$pg_url" cargo test --quiet --workspace --test e2e -- \
   --skip cli:: --skip crash:: --skip languages

@@ -36,8 +36,33 @@ pub fn fixtures_dir() -> &'static Path {
     })
 }
 
+/// Variables `cargo test` sets for the test process about the package under test. A nested
+/// build must not see them: some builds record such a variable (ring's build records
+/// `CARGO_MANIFEST_DIR`), so a nested build that saw the test's values compiled ring, rustls
+/// and the host again, and the next `cargo test` compiled them back, about a minute each time.
+fn set_by_cargo_for_the_test(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+}
+
+/// Cargo, for builds started from inside a test, with the environment the test run started in.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_the_test) {
+            cargo.env_remove(name);
+        }
+    }
+    cargo
 }
 
 /// Runs a build and fails the test run, naming what was built, if it fails.
@@ -134,7 +159,10 @@ pub async fn test_host_with(limits: sluice_host::Limits) -> TestHost {
 }
 
 /// The `sluice` command, built once per test process (`cargo test` builds the host's binary
-/// only in test mode, so it is built here the way a user builds it).
+/// only in test mode). Built for the whole workspace, as `cargo test --workspace` builds the
+/// host library, so the command links the library that test build made: built for the host
+/// package alone (`-p sluice-host`), its dependencies resolve other features and the host and
+/// some of them compile again, about a minute on every test run.
 pub fn sluice_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -144,8 +172,7 @@ pub fn sluice_bin() -> &'static Path {
             .args([
                 "build",
                 "--quiet",
-                "-p",
-                "sluice-host",
+                "--workspace",
                 "--bin",
                 "sluice",
                 "--manifest-path",
