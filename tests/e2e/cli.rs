@@ -325,20 +325,18 @@ fn two_processes_share_a_home_while_a_run_is_in_progress() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // (run id, phase) of every run in the home, as another process lists them.
     let phases = || -> Vec<(String, String)> {
         let list = sluice(home.path(), &["runs", "list", "--json"]);
         assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
         let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
         let runs = runs.as_array().unwrap().iter();
-        let phase_of = |r: &serde_json::Value| format!("{} {}", r["task"], r["phase"]);
-        runs.map(|r| (r["id"].to_string(), phase_of(r))).collect()
+        let field = |r: &serde_json::Value, name: &str| r[name].as_str().unwrap().to_string();
+        runs.map(|r| (field(r, "id"), field(r, "phase"))).collect()
     };
     let give_up = Instant::now() + Duration::from_secs(60);
     let long_id = loop {
-        if let Some((id, _)) = phases()
-            .into_iter()
-            .find(|(_, p)| p.ends_with("\"running\""))
-        {
+        if let Some((id, _)) = phases().into_iter().find(|(_, phase)| phase == "running") {
             break id;
         }
         assert!(Instant::now() < give_up, "the run never showed as running");
@@ -368,7 +366,7 @@ fn two_processes_share_a_home_while_a_run_is_in_progress() {
     assert!(
         during
             .iter()
-            .any(|(id, p)| *id == long_id && p.ends_with("\"running\"")),
+            .any(|(id, phase)| *id == long_id && phase == "running"),
         "{during:?}"
     );
 
@@ -379,7 +377,7 @@ fn two_processes_share_a_home_while_a_run_is_in_progress() {
     let after = phases();
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(
-        after.iter().all(|(_, p)| p.ends_with("\"succeeded\"")),
+        after.iter().all(|(_, phase)| phase == "succeeded"),
         "{after:?}"
     );
     let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();

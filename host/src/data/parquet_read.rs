@@ -54,7 +54,7 @@ pub fn large_frame(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (metadata, mask) = footer(uri, &file, columns)?;
     let threads = PARQUET_DECODE_THREADS.min(cores);
-    if threads.min(metadata.metadata().num_row_groups()) >= 2 {
+    if several_threads_have_work(threads, &metadata) {
         return spawn_decoders(uri, file, metadata, mask, batch_rows, threads);
     }
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
@@ -64,6 +64,11 @@ pub fn large_frame(
     }
     let reader = builder.build().map_err(|e| frame_error(uri, e))?;
     Ok(read_ahead(Box::new(reader)))
+}
+
+/// Whether `threads` threads would each get a row group (otherwise one thread decodes all).
+fn several_threads_have_work(threads: usize, metadata: &ArrowReaderMetadata) -> bool {
+    threads.min(metadata.metadata().num_row_groups()) >= 2
 }
 
 /// The frame's footer, and the projection of `columns` (an unknown one is named).
@@ -94,7 +99,7 @@ fn decode_on(
     threads: usize,
 ) -> Result<Option<BatchIter>, DataError> {
     let (metadata, mask) = footer(uri, &file, columns)?;
-    if threads.min(metadata.metadata().num_row_groups()) < 2 {
+    if !several_threads_have_work(threads, &metadata) {
         return Ok(None);
     }
     spawn_decoders(uri, file, metadata, mask, batch_rows, threads).map(Some)
