@@ -9,6 +9,7 @@ mod files;
 mod frames;
 mod languages;
 mod languages_data;
+mod layout;
 mod offload;
 mod records;
 mod s3;

@@ -16,6 +16,7 @@ pub mod objects;
 mod parquet_encoder;
 mod parquet_read;
 pub mod session;
+mod spares;
 mod stores;
 
 use std::path::PathBuf;
@@ -81,8 +82,13 @@ pub enum DataError {
 /// nothing reads an object before a record points at it, and records are written after the
 /// object. A file already there is replaced: it is what a host that stopped between writing
 /// it and recording it left (possibly cut short), and a resumed run writes the same document
-/// at the same path again (action ids are deterministic).
-fn write_document(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// at the same path again (action ids are deterministic). `make_dirs` makes the directory
+/// when it is missing.
+fn write_document(
+    path: &std::path::Path,
+    bytes: &[u8],
+    make_dirs: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write;
     let open = || {
         std::fs::OpenOptions::new()
@@ -94,9 +100,7 @@ fn write_document(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = match open() {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+            make_dirs()?;
             open()?
         }
         Err(e) => return Err(e),
@@ -183,6 +187,8 @@ pub struct DataStore {
     local_root: Option<PathBuf>,
     /// The same directory as a capability: paths opened through it cannot leave it.
     local_dir: Option<Arc<cap_std::fs::Dir>>,
+    /// For the host's local default store: directories and files made ahead (`spares.rs`).
+    spares: Option<Arc<spares::Spares>>,
 }
 
 impl DataStore {
@@ -205,6 +211,7 @@ impl DataStore {
                 base: format!("file://{}", dir.trim_end_matches('/')),
                 local_root: Some(PathBuf::from(dir)),
                 local_dir: Some(Arc::new(cap)),
+                spares: None,
             });
         }
         if url == "memory://" || url == "memory:///" {
@@ -213,6 +220,7 @@ impl DataStore {
                 base: "memory://".to_string(),
                 local_root: None,
                 local_dir: None,
+                spares: None,
             });
         }
         if let Some((scheme, rest)) = url.split_once("://") {
@@ -223,6 +231,7 @@ impl DataStore {
                     base: url.trim_end_matches('/').to_string(),
                     local_root: None,
                     local_dir: None,
+                    spares: None,
                 });
             }
         }
@@ -230,6 +239,18 @@ impl DataStore {
             "unsupported store (file:///abs/dir, memory://, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix])"
                 .into(),
         ))
+    }
+
+    /// For a local store on Linux: documents get directories and files made ahead on a thread
+    /// of the store (see `spares.rs`); `tree_tail` is the directories below a run's own
+    /// (`<root action>/1`). Elsewhere this changes nothing.
+    pub fn make_inodes_ahead(mut self, tree_tail: &str) -> Self {
+        if cfg!(target_os = "linux") {
+            if let Some(root) = &self.local_root {
+                self.spares = Some(Arc::new(spares::Spares::new(root, tree_tail)));
+            }
+        }
+        self
     }
 
     /// The widest store URL that holds `uri`: `s3://bucket` for a cloud object, `file:///`
@@ -272,7 +293,17 @@ impl DataStore {
         let uri = self.uri_of(path);
         if let Some(root) = &self.local_root {
             if bytes.len() <= INLINE_WRITE_MAX_BYTES {
-                write_document(&root.join(path), &bytes).map_err(|e| DataError::Local {
+                let written = match &self.spares {
+                    Some(spares) => spares.write_document(path, &bytes),
+                    None => {
+                        let file = root.join(path);
+                        write_document(&file, &bytes, || match file.parent() {
+                            Some(dir) => std::fs::create_dir_all(dir),
+                            None => Ok(()),
+                        })
+                    }
+                };
+                written.map_err(|e| DataError::Local {
                     uri: uri.clone(),
                     source: e,
                 })?;
