@@ -35,9 +35,9 @@ pub const SPARE_TREES: usize = 8;
 pub const SPARE_FILES: usize = 16;
 /// Root runs that find no spare tree before the thread starts.
 const MISSES_BEFORE_START: u32 = 2;
-/// Run directories this store placed that it remembers, so that a run's later documents do
-/// not try to place its tree again (each root run has one; older ones are forgotten first).
-const PLACED_REMEMBERED: usize = 1024;
+/// Run directories this store has written under that it remembers, so that a run's later
+/// documents do not try to place a tree there (older ones are forgotten first).
+const SEEN_REMEMBERED: usize = 1024;
 
 pub(crate) struct Spares {
     shared: Arc<Shared>,
@@ -65,8 +65,8 @@ impl Shared {
 struct State {
     trees: Vec<PathBuf>,
     files: Vec<File>,
-    placed: HashSet<String>,
-    placed_order: VecDeque<String>,
+    seen: HashSet<String>,
+    seen_order: VecDeque<String>,
     misses: u32,
     started: bool,
     stopping: bool,
@@ -127,32 +127,27 @@ impl Spares {
             .filter(|top| !top.is_empty())
     }
 
-    /// Renames a spare tree onto `top` unless this store placed it already; true when `top`
-    /// now holds the tree. Fails (and the tree stays a spare) when `top` exists and is not
-    /// empty, or its parent is missing.
-    fn place_tree(&self, top: &str) -> bool {
-        if self.lock().placed.contains(top) {
-            return false;
+    /// Renames a spare tree onto `top`, the first time this store writes under `top` (a
+    /// run's later documents find its directories made, one way or the other). Fails, and the
+    /// tree stays a spare, when `top` exists and is not empty or its parent is missing.
+    fn place_tree(&self, top: &str) {
+        {
+            let mut state = self.lock();
+            if !state.seen.insert(top.to_string()) {
+                return;
+            }
+            state.seen_order.push_back(top.to_string());
+            if state.seen_order.len() > SEEN_REMEMBERED {
+                if let Some(oldest) = state.seen_order.pop_front() {
+                    state.seen.remove(&oldest);
+                }
+            }
         }
         let Some(tree) = self.take_tree() else {
-            return false;
+            return;
         };
-        match std::fs::rename(&tree, self.shared.root.join(top)) {
-            Ok(()) => {
-                let mut state = self.lock();
-                if state.placed_order.len() == PLACED_REMEMBERED {
-                    if let Some(oldest) = state.placed_order.pop_front() {
-                        state.placed.remove(&oldest);
-                    }
-                }
-                state.placed.insert(top.to_string());
-                state.placed_order.push_back(top.to_string());
-                true
-            }
-            Err(_) => {
-                self.lock().trees.push(tree);
-                false
-            }
+        if std::fs::rename(&tree, self.shared.root.join(top)).is_err() {
+            self.lock().trees.push(tree);
         }
     }
 
@@ -410,6 +405,18 @@ mod tests {
     fn write_and_check(spares: &Spares, root: &Path, rel: &str, bytes: &[u8]) {
         spares.write_document(rel, bytes).unwrap();
         assert_eq!(std::fs::read(root.join(rel)).unwrap(), bytes, "{rel}");
+    }
+
+    #[test]
+    fn a_host_with_one_run_never_starts_the_thread() {
+        let root = tempfile::tempdir().unwrap();
+        let spares = Spares::new(root.path(), "a0/1");
+        for name in ["inputs.msgpack", "outputs.msgpack", "log.txt"] {
+            write_and_check(&spares, root.path(), &format!("p/d/r1/a0/1/{name}"), b"1");
+        }
+        assert!(!spares.lock().started, "one run, one miss");
+        write_and_check(&spares, root.path(), "p/d/r2/a0/1/inputs.msgpack", b"2");
+        assert!(spares.lock().started, "the second run starts it");
     }
 
     #[test]
