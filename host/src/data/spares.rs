@@ -255,7 +255,7 @@ fn link_at(file: &File, target: &Path, by_fd: bool) -> io::Result<()> {
     }
 }
 
-/// The spare thread: keeps both pools full, sleeping while they are at least half full.
+/// The spare thread: fills both pools, then sleeps until a take leaves one of them half full.
 fn make_ahead(shared: &Shared) {
     let Some(staging) = Staging::open(&shared.root) else {
         return;
