@@ -82,13 +82,8 @@ pub enum DataError {
 /// nothing reads an object before a record points at it, and records are written after the
 /// object. A file already there is replaced: it is what a host that stopped between writing
 /// it and recording it left (possibly cut short), and a resumed run writes the same document
-/// at the same path again (action ids are deterministic). `make_dirs` makes the directory
-/// when it is missing.
-fn write_document(
-    path: &std::path::Path,
-    bytes: &[u8],
-    make_dirs: impl FnOnce() -> std::io::Result<()>,
-) -> std::io::Result<()> {
+/// at the same path again (action ids are deterministic).
+fn write_document(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let open = || {
         std::fs::OpenOptions::new()
@@ -100,7 +95,9 @@ fn write_document(
     let mut file = match open() {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            make_dirs()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
             open()?
         }
         Err(e) => return Err(e),
@@ -295,13 +292,7 @@ impl DataStore {
             if bytes.len() <= INLINE_WRITE_MAX_BYTES {
                 let written = match &self.spares {
                     Some(spares) => spares.write_document(path, &bytes),
-                    None => {
-                        let file = root.join(path);
-                        write_document(&file, &bytes, || match file.parent() {
-                            Some(dir) => std::fs::create_dir_all(dir),
-                            None => Ok(()),
-                        })
-                    }
+                    None => write_document(&root.join(path), &bytes),
                 };
                 written.map_err(|e| DataError::Local {
                     uri: uri.clone(),

@@ -61,6 +61,11 @@ impl Shared {
     fn links_by_fd(&self) -> bool {
         self.by_fd.load(Ordering::Relaxed)
     }
+
+    /// The pools and marks; a panic elsewhere while holding them leaves nothing half-done.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Default)]
@@ -92,11 +97,10 @@ impl Spares {
     /// when there are.
     pub fn write_document(&self, rel: &str, bytes: &[u8]) -> io::Result<()> {
         let target = self.shared.root.join(rel);
-        let rel_dir = rel.rsplit_once('/').map(|(dir, _)| dir);
         // A run's first document: its directories do not exist yet, so place a spare tree
         // before anything tries the path (a failed link or open costs 10 µs here).
         // The tree is tried once per run directory: the fallbacks below make plain directories.
-        let top = rel_dir.and_then(|dir| self.tree_top(dir));
+        let top = rel.rsplit_once('/').and_then(|(dir, _)| self.tree_top(dir));
         if let Some(top) = top {
             self.place_tree(top);
         }
@@ -107,8 +111,8 @@ impl Spares {
             match place_file(&file, bytes, &target, self.shared.links_by_fd()) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if let Some(dir) = rel_dir {
-                        std::fs::create_dir_all(self.shared.root.join(dir))?;
+                    if let Some(dir) = target.parent() {
+                        std::fs::create_dir_all(dir)?;
                         if link_at(&file, &target, self.shared.links_by_fd()).is_ok() {
                             return Ok(());
                         }
@@ -118,10 +122,7 @@ impl Spares {
                 Err(_) => {}
             }
         }
-        super::write_document(&target, bytes, || match rel_dir {
-            Some(dir) => std::fs::create_dir_all(self.shared.root.join(dir)),
-            None => Ok(()),
-        })
+        super::write_document(&target, bytes)
     }
 
     /// The run directory (`<project>/<domain>/<run>`) a spare tree would become, when
@@ -139,9 +140,10 @@ impl Spares {
     fn place_tree(&self, top: &str) {
         {
             let mut state = self.lock();
-            if !state.seen.insert(top.to_string()) {
+            if state.seen.contains(top) {
                 return;
             }
+            state.seen.insert(top.to_string());
             state.seen_order.push_back(top.to_string());
             if state.seen_order.len() > SEEN_REMEMBERED {
                 if let Some(oldest) = state.seen_order.pop_front() {
@@ -158,7 +160,7 @@ impl Spares {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock()
     }
 
     fn take_tree(&self) -> Option<PathBuf> {
@@ -265,7 +267,7 @@ fn make_ahead(shared: &Shared) {
     let mut files_work = by_fd || Path::new("/proc/self/fd").is_dir();
     let mut trees_work = true;
     let mut made = 0u64;
-    let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut state = shared.lock();
     loop {
         if state.stopping {
             break;
@@ -280,7 +282,7 @@ fn make_ahead(shared: &Shared) {
         let tree = want_tree.then(|| staging.make_tree(made, &shared.tail));
         let file = want_file.then(|| staging.make_file());
         made += 1;
-        state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state = shared.lock();
         match tree {
             Some(Ok(tree)) => state.trees.push(tree),
             Some(Err(_)) => trees_work = false,
