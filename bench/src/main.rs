@@ -232,12 +232,22 @@ async fn run_case() {
             std::process::exit(2);
         }
     }
-    // `SLUICE_BENCH_ONLY=memory` runs only the in-memory case (for profiling).
-    if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("memory") {
-        let home = bench_home();
-        let memory = memory_host(home.path()).await;
-        print_row("sluice in memory", &chain(&memory, n).await, 30.0, None);
-        return;
+    // `SLUICE_BENCH_ONLY=memory` or `=durable` runs only that case (for profiling).
+    match std::env::var("SLUICE_BENCH_ONLY").as_deref() {
+        Ok("memory") => {
+            let home = bench_home();
+            let memory = memory_host(home.path()).await;
+            print_row("sluice in memory", &chain(&memory, n).await, 30.0, None);
+            return;
+        }
+        Ok("durable") => {
+            let home = bench_home();
+            let durable = durable_host(home.path()).await;
+            let figures = chain(&durable, n).await;
+            print_row("sluice durable (sqlite+file)", &figures, 150.0, None);
+            return;
+        }
+        _ => {}
     }
 
     // The baseline first: the same durable host, each inode made when its document is written.

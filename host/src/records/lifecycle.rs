@@ -5,7 +5,7 @@
 
 use super::backend::SqlValue;
 use super::cache::{upsert_entry, CacheEntry};
-use super::events::{event, kind, Statement};
+use super::events::{event, events, kind, Statement};
 use super::runs::{PHASE_FAILED, PHASE_LOST, PHASE_RUNNING, PHASE_SUCCEEDED};
 use super::{now_micros, Records, RecordsError};
 
@@ -145,12 +145,12 @@ impl Records {
         statements.extend([
             action_row(run, PHASE_RUNNING, None, None),
             attempt_row(id, action, 1, run.started_at, &run.inputs_uri),
-            event(id, action, kind::CREATED, Some(run.task.clone())),
         ]);
-        for (k, detail) in extra {
-            statements.push(event(id, action, k, detail.clone()));
-        }
-        statements.push(event(id, action, kind::STARTED, Some("attempt 1".into())));
+        let mut happened = Vec::with_capacity(2 + extra.len());
+        happened.push((kind::CREATED, Some(run.task.clone())));
+        happened.extend(extra.iter().map(|(k, detail)| (*k, detail.clone())));
+        happened.push((kind::STARTED, Some("attempt 1".into())));
+        statements.extend(events(id, action, happened));
         self.backend().transaction(&what, &statements).await?;
         Ok(())
     }
@@ -173,12 +173,21 @@ impl Records {
         if run.parent_id.is_none() {
             statements.push(run_row(run, PHASE_SUCCEEDED, Some(now)));
         }
-        statements.extend([
-            action_row(run, PHASE_SUCCEEDED, Some(now), Some(outputs_uri)),
-            event(id, action, kind::CREATED, Some(run.task.clone())),
-            event(id, action, kind::CACHE_HIT, Some(detail)),
-            event(id, action, kind::SUCCEEDED, None),
-        ]);
+        statements.push(action_row(
+            run,
+            PHASE_SUCCEEDED,
+            Some(now),
+            Some(outputs_uri),
+        ));
+        statements.extend(events(
+            id,
+            action,
+            vec![
+                (kind::CREATED, Some(run.task.clone())),
+                (kind::CACHE_HIT, Some(detail)),
+                (kind::SUCCEEDED, None),
+            ],
+        ));
         self.backend().transaction(&what, &statements).await?;
         Ok(())
     }
@@ -306,20 +315,19 @@ impl Records {
                         ],
                     ));
                 }
+                let mut happened = Vec::with_capacity(2);
                 if let Some(entry) = cache {
                     statements.push(upsert_entry(entry));
-                    statements.push(event(
-                        id,
-                        action,
+                    happened.push((
                         kind::CACHE_WRITTEN,
                         Some(format!("key {} ({})", entry.cache_key, entry.scope)),
                     ));
                 }
-                let (k, detail) = match &end.outcome {
+                happened.push(match &end.outcome {
                     Ok(_) => (kind::SUCCEEDED, None),
                     Err((kind, text)) => (kind::FAILED, Some(format!("{kind}: {text}"))),
-                };
-                statements.push(event(id, action, k, detail));
+                });
+                statements.extend(events(id, action, happened));
             }
         }
         self.backend().transaction(&what, &statements).await?;
