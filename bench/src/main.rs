@@ -232,12 +232,24 @@ async fn run_case() {
             std::process::exit(2);
         }
     }
-    // `SLUICE_BENCH_ONLY=memory` or `=durable` runs only that case (for profiling).
+    // `SLUICE_BENCH_ONLY=memory`, `=durable` or `=postgres` runs only that case (for profiling).
     match std::env::var("SLUICE_BENCH_ONLY").as_deref() {
         Ok("memory") => {
             let home = bench_home();
             let memory = memory_host(home.path()).await;
             print_row("sluice in memory", &chain(&memory, n).await, 30.0, None);
+            return;
+        }
+        Ok("postgres") => {
+            let server = std::env::var("SLUICE_BENCH_POSTGRES").unwrap_or_default();
+            let home = bench_home();
+            let pg = builder(home.path())
+                .database_url(sluice_tests::fresh_postgres_database(&server).await)
+                .build()
+                .await
+                .expect("PostgreSQL host (set SLUICE_BENCH_POSTGRES)");
+            let figures = chain(&pg, n).await;
+            print_row("sluice durable (postgres+file)", &figures, 150.0, None);
             return;
         }
         Ok("durable") => {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use super::combined;
 use super::events::Statement;
 use super::sqlite::Sqlite;
 use super::RecordsError;
@@ -108,7 +109,13 @@ pub const SERVER_CONNECTIONS: u32 = 16;
 #[derive(Clone)]
 pub enum Backend {
     Sqlite(Arc<Sqlite>),
-    Sqlx(AnyPool),
+    Sqlx {
+        pool: AnyPool,
+        /// A PostgreSQL server: a transaction goes as one statement where it can
+        /// (`combined.rs`). `sqlx+sqlite:` keeps one round trip per statement, as the baseline
+        /// of the in-process backend.
+        postgres: bool,
+    },
 }
 
 fn sqlx_err(what: &str, e: sqlx::Error) -> RecordsError {
@@ -175,7 +182,10 @@ impl Backend {
                 url: url.to_string(),
                 source,
             })?;
-        Ok(Backend::Sqlx(pool))
+        Ok(Backend::Sqlx {
+            pool,
+            postgres: !is_sqlite,
+        })
     }
 
     /// Runs the statements in one transaction; returns the rows each statement changed.
@@ -186,7 +196,12 @@ impl Backend {
     ) -> Result<Vec<u64>, RecordsError> {
         match self {
             Backend::Sqlite(db) => db.transaction(what, statements).await,
-            Backend::Sqlx(pool) => {
+            Backend::Sqlx { pool, postgres } => {
+                if *postgres {
+                    if let Some(changed) = one_round_trip(pool, what, statements).await? {
+                        return Ok(changed);
+                    }
+                }
                 let mut tx = pool.begin().await.map_err(|e| sqlx_err(what, e))?;
                 let mut changed = Vec::with_capacity(statements.len());
                 for (sql, params) in statements {
@@ -213,7 +228,7 @@ impl Backend {
     ) -> Result<Vec<Vec<SqlValue>>, RecordsError> {
         match self {
             Backend::Sqlite(db) => db.query(what, sql, &params, kinds),
-            Backend::Sqlx(pool) => {
+            Backend::Sqlx { pool, .. } => {
                 let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
                 let rows: Vec<AnyRow> =
                     query.fetch_all(pool).await.map_err(|e| sqlx_err(what, e))?;
@@ -235,6 +250,32 @@ impl Backend {
             }
         }
     }
+}
+
+/// Runs a transaction on PostgreSQL in one round trip when it can: a single statement on its
+/// own (a statement is a transaction), several combined into one (`combined.rs`). None when
+/// the statements must go one by one.
+async fn one_round_trip(
+    pool: &AnyPool,
+    what: &str,
+    statements: &[Statement],
+) -> Result<Option<Vec<u64>>, RecordsError> {
+    if let [(sql, params)] = statements {
+        let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(*sql)), params);
+        let result = query.execute(pool).await.map_err(|e| sqlx_err(what, e))?;
+        return Ok(Some(vec![result.rows_affected()]));
+    }
+    if !combined::combinable(statements) {
+        return Ok(None);
+    }
+    let (sql, params) = combined::combine(statements);
+    let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &params);
+    let row = query.fetch_one(pool).await.map_err(|e| sqlx_err(what, e))?;
+    let changed = (0..statements.len())
+        .map(|i| row.try_get::<i64, _>(i).map(|n| n.max(0) as u64))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sqlx_err(what, e))?;
+    Ok(Some(changed))
 }
 
 /// Binds `params` in order to an sqlx query.

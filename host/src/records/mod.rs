@@ -6,6 +6,7 @@
 
 mod backend;
 mod cache;
+mod combined;
 pub mod events;
 mod gc;
 mod lifecycle;
