@@ -124,6 +124,98 @@ async fn sqlx_backend_runs_the_same_statements() {
     .await;
 }
 
+/// The steps of a run its host lost and a caller ran again (resume, a re-called child), on the
+/// suite's database (SQLite here, PostgreSQL in the second pass, where each step's statements
+/// go to the server as one: an update of the action with an attempt that refers to it).
+#[tokio::test]
+async fn a_lost_attempt_and_a_reopened_action_are_recorded_in_order() {
+    let home = tempfile::tempdir().unwrap();
+    let url = sluice_tests::test_database_url(home.path()).await;
+    let records = Records::connect(&url).await.unwrap();
+    records
+        .register_component("d1", "x.wasm", "env", 10, &[])
+        .await
+        .unwrap();
+    let run = NewRun {
+        parent_id: None,
+        run_id: "r1".into(),
+        project: "alpha".into(),
+        domain: "dev".into(),
+        component_digest: "d1".into(),
+        task: "t".into(),
+        action_id: "a0".into(),
+        started_at: 1000,
+        inputs_uri: "memory:///r1/inputs.msgpack".into(),
+        raw_data_path: None,
+        cache_key: None,
+        cache_status: "disabled".into(),
+    };
+    records
+        .create_action(&run, &[("cache-miss", Some("why".into()))])
+        .await
+        .unwrap();
+    records.mark_attempt_lost("r1", "a0", 1).await.unwrap();
+    records
+        .reopen_action("r1", "a0", 2, &run.inputs_uri, "called again".into())
+        .await
+        .unwrap();
+    records
+        .finish_attempt(
+            &AttemptEnd {
+                run_id: "r1".into(),
+                action_id: "a0".into(),
+                attempt: 2,
+                ended_at: 2000,
+                outcome: Ok("memory:///r1/outputs.msgpack".into()),
+                log_uri: None,
+                instantiate_us: None,
+                call_us: None,
+                ends_run: true,
+            },
+            &AfterAttempt::Final { cache: None },
+        )
+        .await
+        .unwrap();
+    let (run_record, actions, attempts) = records.run("r1").await.unwrap().unwrap();
+    assert_eq!(run_record.phase, "succeeded", "{url}");
+    assert_eq!(actions[0].phase, "succeeded", "{url}");
+    let phases: Vec<(i64, &str)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.phase.as_str()))
+        .collect();
+    assert_eq!(phases, [(1, "lost"), (2, "succeeded")], "{url}");
+    let kinds: Vec<String> = records
+        .events("r1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "cache-miss",
+            "started",
+            "attempt-lost",
+            "resumed",
+            "started",
+            "succeeded"
+        ],
+        "{url}"
+    );
+    // An attempt for an action that does not exist is refused whole: no event of it stays.
+    assert!(records
+        .reopen_action("r1", "nope", 1, "memory:///x", "again".into())
+        .await
+        .is_err());
+    assert_eq!(
+        records.events("r1").await.unwrap().len(),
+        kinds.len(),
+        "{url}"
+    );
+}
+
 #[tokio::test]
 async fn unknown_database_urls_are_refused_by_name() {
     let err = Records::connect("mysql://x").await.err().unwrap();
