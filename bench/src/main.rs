@@ -193,6 +193,15 @@ async fn durable_host(home: &std::path::Path) -> Host {
     builder(home).build().await.expect("durable host")
 }
 
+/// A host recording in a new database on the PostgreSQL server at `server`, its store in `home`.
+async fn postgres_host(home: &std::path::Path, server: &str) -> Host {
+    builder(home)
+        .database_url(sluice_tests::fresh_postgres_database(server).await)
+        .build()
+        .await
+        .expect("PostgreSQL host (set SLUICE_BENCH_POSTGRES to a server URL)")
+}
+
 /// A host that persists nothing: in-memory SQLite and `memory://`.
 async fn memory_host(home: &std::path::Path) -> Host {
     builder(home)
@@ -243,11 +252,7 @@ async fn run_case() {
         Ok("postgres") => {
             let server = std::env::var("SLUICE_BENCH_POSTGRES").unwrap_or_default();
             let home = bench_home();
-            let pg = builder(home.path())
-                .database_url(sluice_tests::fresh_postgres_database(&server).await)
-                .build()
-                .await
-                .expect("PostgreSQL host (set SLUICE_BENCH_POSTGRES)");
+            let pg = postgres_host(home.path(), &server).await;
             let figures = chain(&pg, n).await;
             print_row("sluice durable (postgres+file)", &figures, 150.0, None);
             return;
@@ -285,12 +290,7 @@ async fn run_case() {
     let postgres_figures = match std::env::var("SLUICE_BENCH_POSTGRES") {
         Ok(server) if !server.is_empty() => {
             let pg_home = bench_home();
-            let pg = Host::builder()
-                .home(pg_home.path())
-                .database_url(sluice_tests::fresh_postgres_database(&server).await)
-                .build()
-                .await
-                .expect("PostgreSQL host");
+            let pg = postgres_host(pg_home.path(), &server).await;
             Some(chain(&pg, n).await)
         }
         _ => None,
