@@ -239,10 +239,15 @@ pub async fn frames(rows: usize) {
         hash_ms / mb,
         write_ms / mb
     );
+    // `SLUICE_BENCH_ONLY=parquet` or `=arrow-ipc` runs that format alone (for profilers).
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
     for (producer, format, goal) in [
         ("produce_parquet", "parquet", 1.5),
         ("produce_ipc", "arrow-ipc", 0.3),
     ] {
+        if only.as_deref().is_some_and(|only| only != format) {
+            continue;
+        }
         let mut produce = Vec::new();
         let mut consume = Vec::new();
         for _ in 0..FRAME_REPS {

@@ -82,6 +82,54 @@ fn exit_codes_tell_user_errors_from_failures() {
     assert_eq!(bad_json.status.code(), Some(2));
     assert!(text(&bad_json.stderr).contains("inputs.x: expected int, got string"));
     assert_eq!(code(&["run", "/no/such.wasm", "add"]), Some(2));
+    // A file that is not a component is the command's mistake, named as such.
+    let text_file = workspace_root().join("README.md");
+    let not_wasm = sluice(home.path(), &["run", text_file.to_str().unwrap(), "add"]);
+    assert_eq!(not_wasm.status.code(), Some(2));
+    assert!(
+        text(&not_wasm.stderr).contains("README.md: not a WebAssembly file"),
+        "{}",
+        text(&not_wasm.stderr)
+    );
+}
+
+#[test]
+fn in_overrides_the_inputs_file_and_a_name_given_twice_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let wasm = fixture("basic");
+    let wasm = wasm.to_str().unwrap();
+    let file = home.path().join("inputs.json");
+    std::fs::write(&file, r#"{"x": 1, "y": 2}"#).unwrap();
+    let file = file.to_str().unwrap();
+    let overridden = sluice(
+        home.path(),
+        &["run", wasm, "add", "--inputs", file, "--in", "y=40"],
+    );
+    assert_eq!(
+        overridden.status.code(),
+        Some(0),
+        "{}",
+        text(&overridden.stderr)
+    );
+    let outputs: serde_json::Value = serde_json::from_slice(&overridden.stdout).unwrap();
+    assert_eq!(outputs["o0"], 41);
+
+    let twice = sluice(
+        home.path(),
+        &[
+            "run", wasm, "add", "--in", "x=1", "--in", "y=2", "--in", "x=3",
+        ],
+    );
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(
+        text(&twice.stderr).contains("--in \"x\": given more than once"),
+        "{}",
+        text(&twice.stderr)
+    );
+    // Refused before anything is recorded.
+    let list = sluice(home.path(), &["runs", "list", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
 }
 
 #[test]

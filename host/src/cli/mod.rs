@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_host::engine::EngineError;
 use sluice_host::{Host, HostError, HOME_ENV};
 
 /// Exit codes: what a script calling `sluice` can tell apart.
@@ -89,7 +90,9 @@ impl Failure {
 impl From<HostError> for Failure {
     fn from(e: HostError) -> Self {
         let code = match e {
-            HostError::Io { .. } => exit::USAGE,
+            HostError::Io { .. } | HostError::Engine(EngineError::NotAComponent { .. }) => {
+                exit::USAGE
+            }
             _ => exit::HOST_FAILURE,
         };
         Failure {

@@ -71,10 +71,18 @@ fn read_inputs(args: &Args) -> Result<BTreeMap<String, Json>, Failure> {
         };
         given.extend(map);
     }
+    // `--in` overrides the same name in the `--inputs` file, but a name given twice with
+    // `--in` is a mistake: which value was meant is not ours to guess.
+    let mut named = std::collections::BTreeSet::new();
     for item in &args.inputs {
         let Some((name, raw)) = item.split_once('=') else {
             return Err(Failure::usage(format!("--in {item:?}: expected NAME=JSON")));
         };
+        if !named.insert(name) {
+            return Err(Failure::usage(format!(
+                "--in {name:?}: given more than once"
+            )));
+        }
         let value = serde_json::from_str(raw).unwrap_or_else(|_| Json::String(raw.to_string()));
         given.insert(name.to_string(), value);
     }

@@ -64,6 +64,37 @@ impl Hasher for Sha256Hasher {
     }
 }
 
+/// The preamble every WebAssembly binary starts with.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// The version and layer words after it: a core module is version 1, layer 0; a component has
+/// layer 1 (its version word changes while the format is in preview).
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+const COMPONENT_LAYER: [u8; 2] = [1, 0];
+
+/// Refuses, with a reason a user can act on, bytes that are not a component at all: wasmtime's
+/// own message for them is a dump of the expected magic bytes.
+fn check_component_header(bytes: &[u8], source_name: &str) -> Result<(), EngineError> {
+    let refuse = |reason| {
+        Err(EngineError::NotAComponent {
+            source_name: source_name.to_string(),
+            reason,
+        })
+    };
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return refuse("not a WebAssembly file (it does not start with \"\\0asm\")");
+    }
+    if bytes[4..8] == CORE_MODULE_VERSION {
+        return refuse(
+            "a core WebAssembly module, not a component: build the task for wasm32-wasip2 \
+             (or wrap the module with `wasm-tools component new`)",
+        );
+    }
+    if bytes[6..8] != COMPONENT_LAYER {
+        return refuse("a WebAssembly binary of an unknown layer, not a component");
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Compiles or maps `bytes`, links it, and asks it to describe its tasks.
     pub async fn load(
@@ -71,6 +102,7 @@ impl Engine {
         bytes: &[u8],
         source_name: &str,
     ) -> Result<LoadedComponent, EngineError> {
+        check_component_header(bytes, source_name)?;
         let digest = hex::encode(Sha256::digest(bytes));
         let cache_path = self.cache_path(&digest);
         let (component, compile_source) = match self.map_cached(&cache_path) {
@@ -159,5 +191,27 @@ impl Engine {
                 message: format!("mapping the compiled code: {e:#}"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(bytes: &[u8]) -> String {
+        match check_component_header(bytes, "t.wasm") {
+            Err(e) => e.to_string(),
+            Ok(()) => "accepted".to_string(),
+        }
+    }
+
+    #[test]
+    fn files_that_are_not_components_are_refused_by_their_header() {
+        assert!(refusal(b"").contains("not a WebAssembly file"));
+        assert!(refusal(b"root:x:0:0:root").contains("not a WebAssembly file"));
+        assert!(refusal(b"\0asm\x01\0\0\0").contains("a core WebAssembly module, not a component"));
+        assert!(refusal(b"\0asm\x0d\0\x02\0").contains("unknown layer"));
+        // A component's preamble (version 0xd while the format is in preview, layer 1).
+        assert_eq!(refusal(b"\0asm\x0d\0\x01\0"), "accepted");
     }
 }

@@ -66,6 +66,12 @@ pub enum EngineError {
     Config(String),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    /// The bytes are not a WebAssembly component at all (checked before compiling).
+    #[error("{source_name}: {reason}")]
+    NotAComponent {
+        source_name: String,
+        reason: &'static str,
+    },
     #[error("{source_name}: not a loadable component: {message}")]
     Compile {
         source_name: String,
