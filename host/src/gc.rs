@@ -13,12 +13,6 @@ use crate::records::{now_micros, Records, RecordsError};
 pub enum GcError {
     #[error(transparent)]
     Records(#[from] RecordsError),
-    #[error("run {run}: {source}")]
-    Data {
-        run: String,
-        #[source]
-        source: DataError,
-    },
 }
 
 /// What gc removed (or, in a dry run, would remove).
@@ -29,6 +23,40 @@ pub struct GcReport {
     pub objects: u64,
     pub bytes: u64,
     pub cache_entries: u64,
+    /// Runs left as they were because a store holding their objects could not be opened or
+    /// listed; the next gc tries them again.
+    pub skipped: Vec<SkippedRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedRun {
+    pub run: String,
+    pub reason: String,
+}
+
+/// Removes (or, in a dry run, measures) a run's objects in each of its stores; what was
+/// removed is added to `report` either way, so a store failing half-way still counts.
+async fn purge_objects(
+    store: &DataStore,
+    raw_data_path: Option<&str>,
+    prefix: &str,
+    dry_run: bool,
+    report: &mut GcReport,
+) -> Result<(), DataError> {
+    let mut places = vec![store.clone()];
+    if let Some(url) = raw_data_path {
+        places.push(DataStore::open(url)?);
+    }
+    for place in &places {
+        let usage = if dry_run {
+            place.usage(prefix).await
+        } else {
+            place.delete_prefix(prefix).await
+        }?;
+        report.objects += usage.objects;
+        report.bytes += usage.bytes;
+    }
+    Ok(())
 }
 
 /// Purges every run that ended more than `older_than` ago.
@@ -44,24 +72,16 @@ pub async fn collect(
         ..GcReport::default()
     };
     for run in records.purge_candidates(cutoff).await? {
-        let fail = |source| GcError::Data {
-            run: run.run_id.clone(),
-            source,
-        };
         let prefix = format!("{}/{}/{}", run.project, run.domain, run.run_id);
-        let mut places = vec![store.clone()];
-        if let Some(url) = &run.raw_data_path {
-            places.push(DataStore::open(url).map_err(fail)?);
-        }
-        for place in &places {
-            let usage = if dry_run {
-                place.usage(&prefix).await
-            } else {
-                place.delete_prefix(&prefix).await
-            }
-            .map_err(fail)?;
-            report.objects += usage.objects;
-            report.bytes += usage.bytes;
+        // One run's unreachable store (a bucket gone, a raw-data URL that never worked) does
+        // not stop the others; the run stays unpurged, and its cache entries stay with it.
+        let raw_data_path = run.raw_data_path.as_deref();
+        if let Err(e) = purge_objects(store, raw_data_path, &prefix, dry_run, &mut report).await {
+            report.skipped.push(SkippedRun {
+                run: run.run_id,
+                reason: e.to_string(),
+            });
+            continue;
         }
         report.cache_entries += if dry_run {
             records.cache_entries_of_run(&run.run_id).await?

@@ -82,6 +82,22 @@ fn exit_codes_tell_user_errors_from_failures() {
     assert_eq!(bad_json.status.code(), Some(2));
     assert!(text(&bad_json.stderr).contains("inputs.x: expected int, got string"));
     assert_eq!(code(&["run", "/no/such.wasm", "add"]), Some(2));
+    let bad_project = sluice(
+        home.path(),
+        &[
+            "run",
+            wasm,
+            "add",
+            "--in",
+            "x=1",
+            "--in",
+            "y=2",
+            "--project",
+            "Team/A",
+        ],
+    );
+    assert_eq!(bad_project.status.code(), Some(2));
+    assert!(text(&bad_project.stderr).contains("project \"Team/A\": must be"));
     // A file that is not a component is the command's mistake, named as such.
     let text_file = workspace_root().join("README.md");
     let not_wasm = sluice(home.path(), &["run", text_file.to_str().unwrap(), "add"]);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sluice_host::records::{AttemptRecord, EventRecord};
+use sluice_host::records::{AttemptRecord, EventRecord, RunFilter};
 use sluice_host::values::reference::RefMeta;
 use sluice_host::values::RefKind;
 use sluice_host::{RunDetails, RunOutcome, RunRequest, Value};
@@ -360,4 +360,56 @@ async fn gc_removes_old_run_data_and_the_entries_pointing_at_it() {
     assert_eq!(cache_status(&details(&t, &again.run_id).await), "miss");
     let later = t.host.gc(Duration::from_secs(3600), false).await.unwrap();
     assert!(later.runs.is_empty(), "a recent run is kept: {later:?}");
+}
+
+#[tokio::test]
+async fn gc_skips_a_run_whose_store_cannot_be_opened_and_purges_the_others() {
+    let t = test_host().await;
+    let raw = t.home.path().join("raw");
+    let raw_url = format!("file://{}", raw.display());
+    let elsewhere = run(&t, add(1, 1, "").raw_data_path(&raw_url)).await;
+    let here = run(&t, add(2, 2, "")).await;
+    // The raw-data directory becomes a plain file: that store no longer opens.
+    std::fs::remove_dir_all(&raw).unwrap();
+    std::fs::write(&raw, b"not a directory").unwrap();
+
+    let report = t.host.gc(Duration::ZERO, false).await.unwrap();
+    assert_eq!(report.runs, std::slice::from_ref(&here.run_id));
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(report.skipped[0].run, elsewhere.run_id);
+    assert!(
+        report.skipped[0].reason.contains(&raw_url),
+        "{}",
+        report.skipped[0].reason
+    );
+    let kept = details(&t, &elsewhere.run_id).await;
+    assert!(kept.run.purged_at.is_none() && kept.outputs.is_some());
+    // Once the store opens again, the next gc takes the run it skipped.
+    std::fs::remove_file(&raw).unwrap();
+    let report = t.host.gc(Duration::ZERO, false).await.unwrap();
+    assert_eq!(report.runs, std::slice::from_ref(&elsewhere.run_id));
+    assert!(report.skipped.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_raw_data_path_that_cannot_be_opened_is_refused_before_anything_is_recorded() {
+    let t = test_host().await;
+    let env = t.host.load_file(fixture("durable")).await.unwrap();
+    let err = t
+        .host
+        .run(&env, add(1, 1, "").raw_data_path("ftp://example/x"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("raw-data path: store ftp://example/x: unsupported store"),
+        "{err}"
+    );
+    let filter = RunFilter {
+        project: None,
+        domain: None,
+        limit: 10,
+    };
+    let listed = t.host.records().list_runs(&filter).await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
 }

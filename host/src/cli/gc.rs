@@ -39,12 +39,20 @@ fn parse_age(text: &str) -> Result<Duration, String> {
 
 pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
     let report = host.gc(args.older_than, args.dry_run).await?;
+    for skipped in &report.skipped {
+        eprintln!("sluice: gc skipped run {}: {}", skipped.run, skipped.reason);
+    }
+    // Runs left behind mean the host could not do all it was asked.
+    let code = match report.skipped.is_empty() {
+        true => exit::OK,
+        false => exit::HOST_FAILURE,
+    };
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
-        return Ok(exit::OK);
+        return Ok(code);
     }
     let verb = if report.dry_run {
         "would remove"
@@ -63,5 +71,5 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
             "ies"
         }
     );
-    Ok(exit::OK)
+    Ok(code)
 }

@@ -135,6 +135,10 @@ async fn upload_local_inputs(
 fn run_error(e: sluice_host::RunError) -> Failure {
     Failure {
         code: match e {
+            // A project or domain the command named badly is the command's mistake.
+            sluice_host::RunError::Data(sluice_host::data::DataError::BadName { .. }) => {
+                exit::USAGE
+            }
             sluice_host::RunError::Data(_) | sluice_host::RunError::Records(_) => {
                 exit::HOST_FAILURE
             }

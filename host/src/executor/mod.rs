@@ -195,6 +195,9 @@ pub enum RunError {
     },
     #[error("{uri}: recorded document unreadable: {message}")]
     Corrupt { uri: String, message: String },
+    /// Refused before anything is recorded: a run must not point at a store it cannot open.
+    #[error("raw-data path: {0}")]
+    RawDataPath(#[source] DataError),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]

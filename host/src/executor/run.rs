@@ -13,7 +13,7 @@ use super::children::{mark_all_lost, Progress, RunShared};
 use super::context::RunContext;
 use super::offload::{self, inline_offloaded, OffloadError};
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
-use crate::data::{check_scope_name, AttemptPrefix};
+use crate::data::{check_scope_name, AttemptPrefix, DataStore};
 use crate::engine::{AttemptLimits, LoadedComponent};
 use crate::records::events::kind;
 use crate::records::{now_micros, NewRun, PHASE_RUNNING};
@@ -78,6 +78,9 @@ pub async fn execute(
     let spec = task_of(component, &req.task)?;
     check_scope_name("project", &req.project)?;
     check_scope_name("domain", &req.domain)?;
+    if let Some(url) = &req.raw_data_path {
+        DataStore::open(url).map_err(RunError::RawDataPath)?;
+    }
     let limits = attempt_limits(spec, &ctx.limits, ctx.engine.config().max_memory_bytes)?;
     let inline_limit = spec
         .inline_limit_bytes
