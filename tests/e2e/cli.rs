@@ -247,6 +247,17 @@ fn a_directory_is_uploaded_built_and_downloaded() {
     let get = sluice(home.path(), &["get", uri, dest.to_str().unwrap()]);
     assert_eq!(get.status.code(), Some(0), "{}", text(&get.stderr));
     assert_eq!(std::fs::read_to_string(dest.join("y/z")).unwrap(), "y/z");
+    // `cat` of a directory, or of a URI with nothing there, is the command's mistake.
+    let cat_dir = sluice(home.path(), &["cat", uri]);
+    assert_eq!(cat_dir.status.code(), Some(2));
+    assert!(
+        text(&cat_dir.stderr).contains("a directory, not a file (fetch it with `sluice get"),
+        "{}",
+        text(&cat_dir.stderr)
+    );
+    let cat_missing = sluice(home.path(), &["cat", &format!("{uri}/nothing-here")]);
+    assert_eq!(cat_missing.status.code(), Some(2));
+    assert!(text(&cat_missing.stderr).contains("missing"));
 }
 
 /// The cache key is the same in separate processes: a second `sluice run` is answered from the

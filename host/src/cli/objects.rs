@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sluice_host::data::ObjectReader;
-use sluice_host::Host;
+use sluice_host::data::{DataError, ObjectReader};
+use sluice_host::{Host, HostError};
 
 use super::{exit, Failure};
 
@@ -35,7 +35,7 @@ async fn copy_object(mut reader: ObjectReader, out: &mut impl Write) -> Result<(
         let chunk = reader
             .read(FETCH_CHUNK_BYTES)
             .await
-            .map_err(|e| Failure::from(sluice_host::HostError::Data(e)))?;
+            .map_err(|e| Failure::from(HostError::Data(e)))?;
         if chunk.is_empty() {
             return Ok(());
         }
@@ -47,9 +47,27 @@ async fn copy_object(mut reader: ObjectReader, out: &mut impl Write) -> Result<(
 }
 
 pub async fn cat(host: &Host, args: CatArgs) -> Result<u8, Failure> {
+    let reader = match host.open_uri(&args.uri).await {
+        Ok(reader) => reader,
+        // The URI names no object: the command's mistake, not the host's.
+        Err(HostError::Data(DataError::NotAFile { .. })) => {
+            let is_dir = host.list_uri(&args.uri).await.is_ok_and(|f| !f.is_empty());
+            return Err(Failure::usage(match is_dir {
+                true => format!(
+                    "{}: a directory, not a file (fetch it with `sluice get <uri> <path>`)",
+                    args.uri
+                ),
+                false => format!("{}: not a file", args.uri),
+            }));
+        }
+        Err(e @ HostError::Data(DataError::Missing { .. })) => {
+            return Err(Failure::usage(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    copy_object(host.open_uri(&args.uri).await?, &mut out).await?;
+    copy_object(reader, &mut out).await?;
     Ok(exit::OK)
 }
 
@@ -61,8 +79,8 @@ pub async fn get(host: &Host, args: GetArgs) -> Result<u8, Failure> {
                 std::fs::File::create(&args.path).map_err(|e| io_failure(&args.path, e))?;
             copy_object(reader, &mut file).await?;
         }
-        Err(sluice_host::HostError::Data(sluice_host::data::DataError::Missing { .. }))
-        | Err(sluice_host::HostError::Data(sluice_host::data::DataError::NotAFile { .. })) => {
+        Err(HostError::Data(DataError::Missing { .. }))
+        | Err(HostError::Data(DataError::NotAFile { .. })) => {
             let files = host.list_uri(&args.uri).await?;
             if files.is_empty() {
                 return Err(Failure::usage(format!(
