@@ -469,3 +469,57 @@ fn two_processes_share_a_home_while_a_run_is_in_progress() {
         .unwrap();
     assert_eq!(children, 16);
 }
+
+/// Ctrl-C stops `sluice run` at once, names the run and how to continue it, and leaves the
+/// records as a stopped host does, so `--resume` finishes the run.
+#[test]
+fn ctrl_c_names_the_stopped_run_and_resume_finishes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let calls = fixture("calls");
+    let calls = calls.to_str().unwrap();
+    assert!(sluice(home.path(), &["describe", calls]).status.success());
+    // 16 children of 300 ms, two at a time: about 2.4 s.
+    let child = Command::new(sluice_bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["run", calls, "slow_map", "--in", "n=16", "--in", "ms=300"])
+        .args(["--progress", "never"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        let list = sluice(home.path(), &["runs", "list", "--json"]);
+        let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        if let Some(id) = runs[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(Instant::now() < give_up, "the run never showed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    let expected = format!(
+        "interrupted: run {run_id} stopped where it was; continue it with \
+         `sluice run {calls} --resume {run_id}`"
+    );
+    assert!(said.contains(&expected), "{said}");
+
+    let shown = sluice(home.path(), &["runs", "show", &run_id]);
+    assert!(text(&shown.stdout).contains("phase    running"));
+    let resumed = sluice(home.path(), &["run", calls, "--resume", &run_id]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    let outputs: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(outputs["o0"], (0..16).sum::<i64>());
+    let shown = text(&sluice(home.path(), &["runs", "show", &run_id]).stdout);
+    assert!(shown.contains("phase    succeeded"), "{shown}");
+    assert!(shown.contains(" resumed "), "{shown}");
+}

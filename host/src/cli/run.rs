@@ -158,11 +158,14 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
         let outcome = match &args.component {
             Some(path) => {
                 let env = host.load_file(path).await?;
-                host.resume_with(&env, run_id, Some(progress))
+                let resumed = host.resume_with(&env, run_id, Some(progress.clone()));
+                interruptible(resumed, &progress, &args)
                     .await
                     .map_err(run_error)
             }
-            None => host.resume(run_id).await.map_err(Failure::from),
+            None => interruptible(host.resume(run_id), &progress, &args)
+                .await
+                .map_err(Failure::from),
         };
         bar.finish().await;
         return report(host, &args, outcome?).await;
@@ -193,9 +196,41 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
         request = request.raw_data_path(url);
     }
     let bar = Bar::start(args.progress, progress.clone());
-    let outcome = host.run(&env, request.progress(progress)).await;
+    let running = host.run(&env, request.progress(progress.clone()));
+    let outcome = interruptible(running, &progress, &args).await;
     bar.finish().await;
     report(host, &args, outcome.map_err(run_error)?).await
+}
+
+/// The shell's exit code for a command stopped by SIGINT (128 + 2).
+const INTERRUPTED: i32 = 130;
+
+/// Runs `work` to its end, unless Ctrl-C comes first: then the command says which run it
+/// stopped and how to continue it, and exits at once. The records stay as a stopped host leaves
+/// them (the run `running`, its finished actions kept), which is what `--resume` continues.
+async fn interruptible<T>(
+    work: impl std::future::Future<Output = T>,
+    progress: &Progress,
+    args: &Args,
+) -> T {
+    tokio::select! {
+        done = work => done,
+        Ok(()) = tokio::signal::ctrl_c() => {
+            let component = args
+                .component
+                .as_ref()
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default();
+            match progress.run_id.get().or(args.resume.as_ref()) {
+                Some(id) => eprintln!(
+                    "\nsluice: interrupted: run {id} stopped where it was; continue it with \
+                     `sluice run{component} --resume {id}`"
+                ),
+                None => eprintln!("\nsluice: interrupted before the run was recorded"),
+            }
+            std::process::exit(INTERRUPTED)
+        }
+    }
 }
 
 /// Prints a run's outputs (or its whole record) and picks the exit code.

@@ -88,6 +88,8 @@ pub struct Progress {
     pub failed: AtomicU64,
     /// Calls answered by an earlier success of the same child or by the cache.
     pub reused: AtomicU64,
+    /// The run's id, once it is recorded (a command that is interrupted says which run).
+    pub run_id: std::sync::OnceLock<String>,
 }
 
 impl Progress {
@@ -132,6 +134,8 @@ impl RunShared {
         existing_actions: u64,
         progress: Arc<Progress>,
     ) -> Arc<Self> {
+        // The first run to use a progress counter names it (children share their run's).
+        let _ = progress.run_id.set(run_id.to_string());
         Arc::new(RunShared {
             run_id: run_id.to_string(),
             project: project.to_string(),
