@@ -200,8 +200,9 @@ fn a_local_file_is_uploaded_and_the_output_fetched_by_uri() {
     assert_eq!(get.status.code(), Some(0), "{}", text(&get.stderr));
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "id\n1\n2\n");
 
+    // Nothing at that URI: the command's mistake.
     let missing = sluice(home.path(), &["cat", &format!("{uri}.nope")]);
-    assert_eq!(missing.status.code(), Some(4));
+    assert_eq!(missing.status.code(), Some(2));
     assert!(
         text(&missing.stderr).contains("missing"),
         "{}",
