@@ -98,6 +98,9 @@ fn exit_codes_tell_user_errors_from_failures() {
     );
     assert_eq!(bad_project.status.code(), Some(2));
     assert!(text(&bad_project.stderr).contains("project \"Team/A\": must be"));
+    let bad_filter = sluice(home.path(), &["runs", "list", "--domain", "Prod"]);
+    assert_eq!(bad_filter.status.code(), Some(2));
+    assert!(text(&bad_filter.stderr).contains("domain \"Prod\": must be"));
     // A file that is not a component is the command's mistake, named as such.
     let text_file = workspace_root().join("README.md");
     let not_wasm = sluice(home.path(), &["run", text_file.to_str().unwrap(), "add"]);

@@ -41,6 +41,13 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
             limit,
             json,
         } => {
+            // A name no run can have is a typo: say so rather than list nothing.
+            for (what, name) in [("project", &project), ("domain", &domain)] {
+                if let Some(name) = name {
+                    sluice_host::data::check_scope_name(what, name)
+                        .map_err(|e| Failure::usage(e.to_string()))?;
+                }
+            }
             let runs = host
                 .list_runs(&RunFilter {
                     project,
