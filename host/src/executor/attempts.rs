@@ -11,7 +11,7 @@ use super::children::{acquire_running, CallSession, RunShared};
 use super::context::RunContext;
 use super::offload::offload;
 use super::{RunError, RunFailure, RunTimings};
-use crate::data::{AttemptPrefix, DataError, DataSession, DataStore};
+use crate::data::{AttemptPrefix, DataError, DataSession};
 use crate::engine::{AttemptFailure, AttemptLimits, LoadedComponent};
 use crate::records::{now_micros, AfterAttempt, AttemptEnd};
 use crate::spec::TaskSpec;
@@ -37,7 +37,6 @@ pub struct ActionRun<'a> {
     pub action_id: String,
     pub project: String,
     pub domain: String,
-    pub raw_data_path: Option<String>,
     pub inputs_uri: String,
     /// The inputs, whole and valid, and their encoding as the guest gets it.
     pub inputs: BTreeMap<String, Value>,
@@ -336,12 +335,12 @@ fn data_session(
     prefix: &AttemptPrefix,
 ) -> Result<DataSession, RunFailure> {
     let mut stores = ctx.stores.clone();
-    let raw_store = match &action.raw_data_path {
+    let raw_store = match action.run.raw_data.as_ref().map(|raw| &raw.store) {
         None => ctx.store.clone(),
-        Some(url) => {
-            let raw = DataStore::open(url).map_err(|e| failure("input", e.to_string()))?;
+        Some(Err(why)) => return Err(failure("input", why.clone())),
+        Some(Ok(raw)) => {
             Arc::make_mut(&mut stores).add(raw.clone());
-            raw
+            raw.clone()
         }
     };
     let refs =

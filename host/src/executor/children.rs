@@ -23,7 +23,7 @@ use super::context::RunContext;
 use super::offload::read_document;
 use super::run::{attempt_limits, begin_action, Begun, NewAction};
 use super::{cache, RunError, RunFailure};
-use crate::data::{AttemptPrefix, DataSession};
+use crate::data::{AttemptPrefix, DataSession, DataStore};
 use crate::engine::LoadedComponent;
 use crate::records::{now_micros, NewRun, PHASE_RUNNING, PHASE_SUCCEEDED};
 use crate::values::reference::{collect_refs, RefMeta};
@@ -111,12 +111,22 @@ pub struct ProgressSnapshot {
     pub reused: u64,
 }
 
+/// A run's raw-data path (`--raw-data-path`) and its store, opened once for the whole run:
+/// every attempt of every action writes its new objects there.
+pub struct RawData {
+    pub url: String,
+    /// Why the store would not open, when it did not: each attempt fails with it as an input
+    /// error (a resumed run whose store has gone since).
+    pub store: Result<DataStore, String>,
+}
+
 /// What the actions of one run share.
 pub struct RunShared {
     pub run_id: String,
     pub project: String,
     pub domain: String,
-    pub raw_data_path: Option<String>,
+    /// Where the run's new objects go when not in the host's store.
+    pub raw_data: Option<RawData>,
     /// Actions created so far, the root included (`Limits::max_actions_per_run`).
     actions: AtomicU64,
     /// Children of this run running an attempt (`Limits::max_running_children_per_run`).
@@ -130,7 +140,7 @@ impl RunShared {
         run_id: &str,
         project: &str,
         domain: &str,
-        raw_data_path: Option<String>,
+        raw_data: Option<RawData>,
         existing_actions: u64,
         progress: Arc<Progress>,
     ) -> Arc<Self> {
@@ -140,7 +150,7 @@ impl RunShared {
             run_id: run_id.to_string(),
             project: project.to_string(),
             domain: domain.to_string(),
-            raw_data_path,
+            raw_data,
             actions: AtomicU64::new(existing_actions),
             running: Arc::new(Semaphore::new(
                 ctx.limits.max_running_children_per_run.max(1),
@@ -502,7 +512,6 @@ async fn run_child(
         action_id: action_id.clone(),
         project: run.project.clone(),
         domain: run.domain.clone(),
-        raw_data_path: run.raw_data_path.clone(),
         inputs_uri: String::new(),
         inputs,
         inputs_bytes,
@@ -640,7 +649,7 @@ async fn start_new(
         action_id: action.action_id.clone(),
         started_at: now_micros(),
         inputs_uri: String::new(),
-        raw_data_path: action.raw_data_path.clone(),
+        raw_data_path: action.run.raw_data.as_ref().map(|raw| raw.url.clone()),
         cache_key: plan.as_ref().map(|p| p.key.clone()),
         cache_status: if plan.is_some() { "miss" } else { "disabled" }.to_string(),
     };

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::attempts::{failure, run_attempts, stored_form, ActionOutcome, ActionRun};
 use super::cache::{self, CachePlan, Lookup};
-use super::children::{mark_all_lost, Progress, RunShared};
+use super::children::{mark_all_lost, Progress, RawData, RunShared};
 use super::context::RunContext;
 use super::offload::{self, inline_offloaded, OffloadError};
 use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
@@ -78,9 +78,15 @@ pub async fn execute(
     let spec = task_of(component, &req.task)?;
     check_scope_name("project", &req.project)?;
     check_scope_name("domain", &req.domain)?;
-    if let Some(url) = &req.raw_data_path {
-        DataStore::open(url).map_err(RunError::RawDataPath)?;
-    }
+    // Opened before anything is recorded (a run must not point at a store that never opened)
+    // and then used by every attempt of the run.
+    let raw_data = match &req.raw_data_path {
+        Some(url) => Some(RawData {
+            url: url.clone(),
+            store: Ok(DataStore::open(url).map_err(RunError::RawDataPath)?),
+        }),
+        None => None,
+    };
     let limits = attempt_limits(spec, &ctx.limits, ctx.engine.config().max_memory_bytes)?;
     let inline_limit = spec
         .inline_limit_bytes
@@ -182,7 +188,7 @@ pub async fn execute(
         &run_id,
         &req.project,
         &req.domain,
-        req.raw_data_path.clone(),
+        raw_data,
         1,
         req.progress.clone().unwrap_or_default(),
     );
@@ -197,7 +203,6 @@ pub async fn execute(
         action_id: ROOT_ACTION.to_string(),
         project: req.project.clone(),
         domain: req.domain.clone(),
-        raw_data_path: req.raw_data_path.clone(),
         inputs_uri,
         inputs: checked.unwrap_or_default(),
         inputs_bytes,
@@ -488,7 +493,10 @@ pub async fn resume(
         run_id,
         &run.project,
         &run.domain,
-        run.raw_data_path.clone(),
+        run.raw_data_path.as_ref().map(|url| RawData {
+            url: url.clone(),
+            store: DataStore::open(url).map_err(|e| e.to_string()),
+        }),
         actions.len() as u64,
         progress.unwrap_or_default(),
     );
@@ -505,7 +513,6 @@ pub async fn resume(
         action_id: ROOT_ACTION.to_string(),
         project: run.project.clone(),
         domain: run.domain.clone(),
-        raw_data_path: run.raw_data_path.clone(),
         inputs_uri,
         input_failure: checked.as_ref().err().cloned(),
         inputs: checked.unwrap_or_default(),
