@@ -50,6 +50,12 @@ async fn per_run_us(url: &str, n: usize) -> f64 {
 }
 
 pub async fn run(n: usize) {
+    // `SLUICE_BENCH_ONLY=memory` records in memory alone (for profilers).
+    if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("memory") {
+        let memory = per_run_us("sqlite::memory:", n).await;
+        println!("recording one run in memory, {n} runs: {memory:.1} µs");
+        return;
+    }
     let dir = super::bench_home();
     let (asked_before, made_before) = wal_writes();
     let rusqlite_file = per_run_us(&format!("sqlite://{}/a.db", dir.path().display()), n).await;

@@ -67,9 +67,28 @@ fn exit_codes_tell_user_errors_from_failures() {
     );
     assert_eq!(user.status.code(), Some(1));
     assert!(text(&user.stderr).contains("failed (user): division by zero"));
+    // A required input left out, or one the task does not declare, is refused like a wrongly
+    // typed one: exit 2 and no run recorded.
+    let runs_before = text(&sluice(home.path(), &["runs", "list"]).stdout)
+        .lines()
+        .count();
     let missing = sluice(home.path(), &["run", wasm, "add", "--in", "x=1"]);
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(text(&missing.stderr).contains("failed (input): inputs.y: missing"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("inputs.y: missing"));
+    let undeclared = sluice(
+        home.path(),
+        &[
+            "run", wasm, "add", "--in", "x=1", "--in", "y=2", "--in", "z=3",
+        ],
+    );
+    assert_eq!(undeclared.status.code(), Some(2));
+    assert!(
+        text(&undeclared.stderr).contains("inputs.z: not declared by the task (declared: x, y)")
+    );
+    let runs_after = text(&sluice(home.path(), &["runs", "list"]).stdout)
+        .lines()
+        .count();
+    assert_eq!(runs_after, runs_before, "a refused command records no run");
     assert_eq!(code(&["run", wasm, "panics", "--in", "message=x"]), Some(3));
     assert_eq!(code(&["run", wasm, "wrong_output"]), Some(3));
     let unknown = sluice(home.path(), &["run", wasm, "nope"]);

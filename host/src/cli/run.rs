@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 use sluice_host::values::json::{document_from_json, document_to_json};
 use sluice_host::values::types::Param;
-use sluice_host::values::{RefKind, TypeDesc};
+use sluice_host::values::validate::conform_document;
+use sluice_host::values::{RefKind, TypeDesc, ValueError};
 use sluice_host::{Host, RunRequest};
 
 use super::progress::{Bar, Mode};
@@ -132,6 +133,22 @@ async fn upload_local_inputs(
     Ok(given)
 }
 
+/// A required input left out, or a name the task does not declare, is the command line's
+/// mistake, as a wrongly typed value is: refused before a run is recorded. (The host would
+/// record the run as failed with the same message; other input errors, such as a frame whose
+/// schema differs, are left to it.)
+fn refuse_missing_or_undeclared(
+    inputs: &BTreeMap<String, sluice_host::values::Value>,
+    params: &[Param],
+) -> Result<(), Failure> {
+    match conform_document(inputs.clone(), params, "inputs") {
+        Err(e @ (ValueError::Missing { .. } | ValueError::Unexpected { .. })) => {
+            Err(Failure::usage(e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run_error(e: sluice_host::RunError) -> Failure {
     Failure {
         code: match e {
@@ -188,6 +205,7 @@ pub async fn run(host: &Host, args: Args) -> Result<u8, Failure> {
     let given = upload_local_inputs(host, given, &spec.interface.inputs, &args).await?;
     let inputs = document_from_json(given, &spec.interface.inputs, "inputs")
         .map_err(|e| Failure::usage(e.to_string()))?;
+    refuse_missing_or_undeclared(&inputs, &spec.interface.inputs)?;
     let mut request = RunRequest::new(task)
         .inputs(inputs)
         .scope(&args.project, &args.domain)
