@@ -521,7 +521,23 @@ fn ctrl_c_names_the_stopped_run_and_resume_finishes_it() {
         assert!(Instant::now() < give_up, "the run never showed");
         std::thread::sleep(Duration::from_millis(20));
     };
-    std::thread::sleep(Duration::from_millis(700));
+    // While its process runs it, the run is not stopped, and resuming it elsewhere would run
+    // its children twice: refused.
+    let list = sluice(home.path(), &["runs", "list", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(runs[0]["host_gone"], false, "{runs}");
+    let twice = sluice(home.path(), &["run", calls, "--resume", &run_id]);
+    assert_eq!(twice.status.code(), Some(2), "{}", text(&twice.stderr));
+    let expected = format!(
+        "run {run_id} is still running in process {} on ",
+        child.id()
+    );
+    assert!(
+        text(&twice.stderr).contains(&expected),
+        "{}",
+        text(&twice.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -536,8 +552,18 @@ fn ctrl_c_names_the_stopped_run_and_resume_finishes_it() {
     );
     assert!(said.contains(&expected), "{said}");
 
-    let shown = sluice(home.path(), &["runs", "show", &run_id]);
-    assert!(text(&shown.stdout).contains("phase    running"));
+    // Its process gone, the run shows as stopped, with the way to continue it.
+    let shown = text(&sluice(home.path(), &["runs", "show", &run_id]).stdout);
+    assert!(
+        shown.contains(&format!(
+            "phase    stopped (recorded running, but the process running it is gone; \
+             continue it with `sluice run --resume {run_id}`)"
+        )),
+        "{shown}"
+    );
+    let listed = text(&sluice(home.path(), &["runs", "list"]).stdout);
+    let line = listed.lines().find(|l| l.starts_with(&run_id)).unwrap();
+    assert!(line.contains(" stopped "), "{line}");
     let resumed = sluice(home.path(), &["run", calls, "--resume", &run_id]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     let outputs: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();

@@ -89,6 +89,10 @@ impl Failure {
 
 impl From<HostError> for Failure {
     fn from(e: HostError) -> Self {
+        let e = match e {
+            HostError::Run(e) => return run::run_error(e),
+            other => other,
+        };
         let code = match e {
             HostError::Io { .. } | HostError::Engine(EngineError::NotAComponent { .. }) => {
                 exit::USAGE

@@ -149,7 +149,7 @@ fn refuse_missing_or_undeclared(
     }
 }
 
-fn run_error(e: sluice_host::RunError) -> Failure {
+pub(super) fn run_error(e: sluice_host::RunError) -> Failure {
     Failure {
         code: match e {
             // A project or domain the command named badly is the command's mistake.

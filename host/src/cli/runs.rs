@@ -78,7 +78,8 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
                     r.id,
                     r.task,
                     format!("{}/{}", r.project, r.domain),
-                    r.phase,
+                    // Running in the records, but its process is gone: it waits for --resume.
+                    if r.host_gone { "stopped" } else { &r.phase },
                     human_time(r.created_at),
                     took,
                     error
@@ -101,7 +102,15 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
                 &r.component_digest[..16]
             );
             println!("scope    {}/{}", r.project, r.domain);
-            println!("phase    {}", r.phase);
+            if r.host_gone {
+                println!(
+                    "phase    stopped (recorded running, but the process running it is gone; \
+                     continue it with `sluice run --resume {}`)",
+                    r.id
+                );
+            } else {
+                println!("phase    {}", r.phase);
+            }
             println!("started  {}", human_time(r.created_at));
             if let Some(end) = r.ended_at {
                 println!("took     {}", human_duration(end - r.created_at));

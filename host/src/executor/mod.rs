@@ -193,6 +193,19 @@ pub enum RunError {
         recorded: String,
         given: String,
     },
+    /// `--resume` of a run another live process is running: both would run its actions.
+    #[error(
+        "run {run} is still running in process {pid} on {hostname}: let it finish, or stop \
+         that process before resuming the run"
+    )]
+    StillRunning {
+        run: String,
+        pid: u32,
+        hostname: String,
+    },
+    /// Two resumes of one run at once: the other one claimed it first.
+    #[error("run {0} was resumed by another process just now")]
+    ClaimedElsewhere(String),
     #[error("{uri}: recorded document unreadable: {message}")]
     Corrupt { uri: String, message: String },
     /// Refused before anything is recorded: a run must not point at a store it cannot open.

@@ -16,7 +16,8 @@ use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 use crate::data::{check_scope_name, AttemptPrefix, DataStore};
 use crate::engine::{AttemptLimits, LoadedComponent};
 use crate::records::events::kind;
-use crate::records::{now_micros, NewRun, PHASE_RUNNING};
+use crate::records::liveness::{HostProcess, Liveness};
+use crate::records::{now_micros, NewRun, RunRecord, PHASE_RUNNING};
 use crate::spec::TaskSpec;
 use crate::values::validate::conform_document;
 use crate::values::{msgpack, Value};
@@ -410,6 +411,27 @@ pub(crate) async fn answer_from_cache(
 /// Continues a run whose host stopped: attempts left running are marked lost and a new attempt
 /// runs, replaying the traces the lost ones recorded. A run that already ended is returned as
 /// recorded, running nothing.
+/// Refuses a run that another live process is running (on this machine; a process elsewhere
+/// cannot be seen from here and is taken as stopped, as a crash would leave it), then records
+/// this process as the one running it. A run of this very process is the embedder's to resume.
+async fn claim_stopped_run(ctx: &RunContext, run: &RunRecord) -> Result<(), RunError> {
+    let recorded = run.host.as_deref();
+    if let Some(process) = recorded.and_then(HostProcess::parse) {
+        if recorded != ctx.records.process() && process.liveness() == Liveness::Alive {
+            return Err(RunError::StillRunning {
+                run: run.id.clone(),
+                pid: process.pid(),
+                hostname: process.hostname().to_string(),
+            });
+        }
+    }
+    if ctx.records.claim_run(&run.id, recorded).await? {
+        Ok(())
+    } else {
+        Err(RunError::ClaimedElsewhere(run.id.clone()))
+    }
+}
+
 pub async fn resume(
     ctx: &Arc<RunContext>,
     component: &Arc<LoadedComponent>,
@@ -456,6 +478,7 @@ pub async fn resume(
         });
     }
 
+    claim_stopped_run(ctx, &run).await?;
     // Nothing of the run is running any more: every attempt left running is lost (children
     // left running run again when the resumed root calls them).
     mark_all_lost(ctx, run_id).await?;

@@ -99,6 +99,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_cache_inputs",
         include_str!("../../migrations/0003_cache_inputs.sql"),
     ),
+    (
+        "0004_run_host",
+        include_str!("../../migrations/0004_run_host.sql"),
+    ),
 ];
 
 static SQLX_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

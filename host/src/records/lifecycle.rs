@@ -84,10 +84,10 @@ fn attempt_started(run_id: &str, action_id: &str, attempt: u32, inputs: &str) ->
     ]
 }
 
-fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>) -> Statement {
+fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>, host: Option<&str>) -> Statement {
     (
         "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at, \
-         ended_at, raw_data_path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         ended_at, raw_data_path, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         vec![
             (&run.run_id).into(),
             (&run.project).into(),
@@ -98,6 +98,7 @@ fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>) -> Statement {
             run.started_at.into(),
             ended_at.into(),
             run.raw_data_path.as_deref().into(),
+            host.into(),
         ],
     )
 }
@@ -129,6 +130,35 @@ fn action_row(
 }
 
 impl Records {
+    /// Makes this process the one running `run_id`, if the records still name `recorded` (the
+    /// process the caller found stopped, or none): false when another process claimed it in
+    /// between (two resumes at once), so only one of them continues it.
+    pub async fn claim_run(
+        &self,
+        run_id: &str,
+        recorded: Option<&str>,
+    ) -> Result<bool, RecordsError> {
+        let what = format!("claiming run {run_id} for this process");
+        // COALESCE: `IS` (SQLite) and `IS NOT DISTINCT FROM` (PostgreSQL) are not shared SQL.
+        let changed = self
+            .backend()
+            .transaction(
+                &what,
+                &[(
+                    "UPDATE runs SET host = $1 WHERE id = $2 AND phase = $3 \
+                     AND COALESCE(host, '') = $4",
+                    vec![
+                        self.process().into(),
+                        run_id.into(),
+                        PHASE_RUNNING.into(),
+                        recorded.unwrap_or("").into(),
+                    ],
+                )],
+            )
+            .await?;
+        Ok(changed.first() == Some(&1))
+    }
+
     /// Records a new action (for a root action, its run too) with its first attempt, all
     /// running, in one transaction, with the events `created`, any `extra` ones, and `started`.
     pub async fn create_action(
@@ -140,7 +170,7 @@ impl Records {
         let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
         let mut statements = Vec::with_capacity(5 + extra.len());
         if run.parent_id.is_none() {
-            statements.push(run_row(run, PHASE_RUNNING, None));
+            statements.push(run_row(run, PHASE_RUNNING, None, self.process()));
         }
         statements.extend([
             action_row(run, PHASE_RUNNING, None, None),
@@ -171,7 +201,7 @@ impl Records {
         let now = now_micros();
         let mut statements = Vec::with_capacity(5);
         if run.parent_id.is_none() {
-            statements.push(run_row(run, PHASE_SUCCEEDED, Some(now)));
+            statements.push(run_row(run, PHASE_SUCCEEDED, Some(now), self.process()));
         }
         statements.push(action_row(
             run,

@@ -10,6 +10,7 @@ mod combined;
 pub mod events;
 mod gc;
 mod lifecycle;
+pub mod liveness;
 mod runs;
 mod sqlite;
 mod traces;
@@ -88,6 +89,8 @@ pub fn now_micros() -> i64 {
 #[derive(Clone)]
 pub struct Records {
     backend: Backend,
+    /// This process as recorded with the runs it creates or resumes (see [`liveness`]).
+    process: Option<std::sync::Arc<str>>,
 }
 
 impl Records {
@@ -97,7 +100,13 @@ impl Records {
     pub async fn connect(url: &str) -> Result<Records, RecordsError> {
         Ok(Records {
             backend: Backend::connect(url).await?,
+            process: liveness::HostProcess::current().map(|p| p.to_record().into()),
         })
+    }
+
+    /// This process as recorded with its runs; none where it cannot be told.
+    pub fn process(&self) -> Option<&str> {
+        self.process.as_deref()
     }
 
     pub(crate) fn backend(&self) -> &Backend {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::backend::{Kind, SqlValue};
+use super::liveness::{HostProcess, Liveness};
 use super::{Records, RecordsError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +23,12 @@ pub struct RunRecord {
     pub raw_data_path: Option<String>,
     /// When `sluice gc` removed the run's objects.
     pub purged_at: Option<i64>,
+    /// The process that created the run or resumed it last (see `records::liveness`).
+    pub host: Option<String>,
+    /// The run is `running` in the records, but the process running it is gone: it stopped
+    /// (killed, interrupted, crashed) and waits for `--resume`. Told when the row is read;
+    /// false when it cannot be told (another machine, an older row).
+    pub host_gone: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +91,7 @@ impl Columns<'_> {
 }
 
 const SELECT_RUN: &str = "SELECT id, project, domain, component_digest, task, phase, created_at, \
-                          ended_at, error_kind, error_text, raw_data_path, purged_at FROM runs";
+                          ended_at, error_kind, error_text, raw_data_path, purged_at, host FROM runs";
 const RUN_KINDS: &[Kind] = &[
     Kind::Text, // id
     Kind::Text, // project
@@ -98,6 +105,7 @@ const RUN_KINDS: &[Kind] = &[
     Kind::Text, // error_text
     Kind::Text, // raw_data_path
     Kind::Int,  // purged_at
+    Kind::Text, // host
 ];
 
 fn run_from_row(row: &[SqlValue]) -> RunRecord {
@@ -115,6 +123,21 @@ fn run_from_row(row: &[SqlValue]) -> RunRecord {
         error_text: c.text(),
         raw_data_path: c.text(),
         purged_at: c.int(),
+        host: c.text(),
+        host_gone: false,
+    }
+    .with_liveness()
+}
+
+impl RunRecord {
+    fn with_liveness(mut self) -> RunRecord {
+        self.host_gone = self.phase == PHASE_RUNNING
+            && self
+                .host
+                .as_deref()
+                .and_then(HostProcess::parse)
+                .is_some_and(|p| p.liveness() == Liveness::Gone);
+        self
     }
 }
 
@@ -127,7 +150,7 @@ impl Records {
                 "listing runs",
                 // Each placeholder is used once and in order, as both backends number them.
                 "SELECT id, project, domain, component_digest, task, phase, created_at, \
-                 ended_at, error_kind, error_text, raw_data_path, purged_at FROM runs \
+                 ended_at, error_kind, error_text, raw_data_path, purged_at, host FROM runs \
                  WHERE (project = $1 OR $2 = 1) AND (domain = $3 OR $4 = 1) \
                  ORDER BY id DESC LIMIT $5",
                 vec![
