@@ -106,6 +106,30 @@ async fn exercise(url: &str) {
     assert!(records.create_action(&dup, &[]).await.is_err(), "{url}");
     let (run, _, _) = records.run("r0").await.unwrap().unwrap();
     assert_eq!(run.phase, "succeeded", "{url}");
+    // Each run names the process that made it; this one is alive.
+    assert!(records.process().is_some(), "this machine has /proc");
+    assert_eq!(run.host.as_deref(), records.process(), "{url}");
+    assert!(!run.host_gone, "{url}");
+
+    // A claim (resume) takes a running run only from the process the caller saw.
+    let running = NewRun {
+        run_id: "r9".into(),
+        ..dup
+    };
+    records.create_action(&running, &[]).await.unwrap();
+    let (run, _, _) = records.run("r9").await.unwrap().unwrap();
+    assert_eq!((run.phase.as_str(), run.host_gone), ("running", false));
+    let elsewhere = Some("another-host:boot:1:1");
+    assert!(!records.claim_run("r9", elsewhere).await.unwrap(), "{url}");
+    assert!(
+        records.claim_run("r9", records.process()).await.unwrap(),
+        "{url}"
+    );
+    // A run that ended is not claimed.
+    assert!(
+        !records.claim_run("r0", records.process()).await.unwrap(),
+        "{url}"
+    );
 }
 
 #[tokio::test]

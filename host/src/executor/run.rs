@@ -408,9 +408,6 @@ pub(crate) async fn answer_from_cache(
     }
 }
 
-/// Continues a run whose host stopped: attempts left running are marked lost and a new attempt
-/// runs, replaying the traces the lost ones recorded. A run that already ended is returned as
-/// recorded, running nothing.
 /// Refuses a run that another live process is running (on this machine; a process elsewhere
 /// cannot be seen from here and is taken as stopped, as a crash would leave it), then records
 /// this process as the one running it. A run of this very process is the embedder's to resume.
@@ -432,6 +429,9 @@ async fn claim_stopped_run(ctx: &RunContext, run: &RunRecord) -> Result<(), RunE
     }
 }
 
+/// Continues a run whose host stopped: attempts left running are marked lost and a new attempt
+/// runs, replaying the traces the lost ones recorded. A run that already ended is returned as
+/// recorded, running nothing.
 pub async fn resume(
     ctx: &Arc<RunContext>,
     component: &Arc<LoadedComponent>,

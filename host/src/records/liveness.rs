@@ -142,7 +142,10 @@ mod tests {
         child.kill().expect("kill");
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while child_process.liveness() != Liveness::Gone {
-            assert!(std::time::Instant::now() < give_up, "a killed child stays alive");
+            assert!(
+                std::time::Instant::now() < give_up,
+                "a killed child stays alive"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         child.wait().expect("wait");
