@@ -297,3 +297,54 @@ fn bind_all<'q>(
     }
     query
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Records, RunFilter};
+
+    /// A database written before the last migration (a home from an earlier sluice) opens with
+    /// its runs intact, and the new column reads as unknown rather than as a stopped host.
+    #[tokio::test]
+    async fn a_database_from_before_the_last_migration_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let path = path.to_str().unwrap();
+        let url = format!("sqlite://{path}");
+        let before = &MIGRATIONS[..MIGRATIONS.len() - 1];
+        let old = Sqlite::open(&url, path, before).unwrap();
+        old.transaction(
+            "an old run",
+            &[(
+                "INSERT INTO runs (id, project, domain, component_digest, task, phase, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![
+                    "r1".into(),
+                    "p".into(),
+                    "d".into(),
+                    "digest".into(),
+                    "t".into(),
+                    "running".into(),
+                    1i64.into(),
+                ],
+            )],
+        )
+        .await
+        .unwrap();
+        drop(old);
+        let records = Records::connect(&url).await.unwrap();
+        let runs = records
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].id.as_str(), runs[0].phase.as_str()),
+            ("r1", "running")
+        );
+        assert_eq!((runs[0].host.as_deref(), runs[0].host_gone), (None, false));
+    }
+}
