@@ -11,6 +11,7 @@ pub mod events;
 mod gc;
 mod lifecycle;
 pub mod liveness;
+mod prepared;
 mod runs;
 mod sqlite;
 mod traces;

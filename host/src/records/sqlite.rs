@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::backend::{Kind, SqlValue};
 use super::events::Statement;
+use super::prepared::Prepared;
 use super::RecordsError;
 
 /// How a SQLite writer waits for the lock before giving up.
@@ -56,8 +57,15 @@ struct Queue {
     contended: bool,
 }
 
+/// The connection and the writes prepared on it. Fields drop in order: the statements are
+/// finalized before the connection closes.
+struct Connection {
+    prepared: Prepared,
+    conn: rusqlite::Connection,
+}
+
 pub struct Sqlite {
-    conn: Mutex<rusqlite::Connection>,
+    conn: Mutex<Connection>,
     queue: Mutex<Queue>,
     /// A database file (not `:memory:`): its commits write the WAL.
     on_disk: bool,
@@ -137,7 +145,10 @@ impl Sqlite {
         conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE);
         migrate(&conn, migrations).map_err(|e| sqlite_err(&format!("migrating {url}"), e))?;
         Ok(Sqlite {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Connection {
+                prepared: Prepared::new(&conn),
+                conn,
+            }),
             queue: Mutex::default(),
             on_disk,
         })
@@ -236,13 +247,14 @@ impl Sqlite {
     }
 
     fn commit_alone(&self, what: &str, statements: &[Statement]) -> Result<Vec<u64>, RecordsError> {
-        let conn = locked(&self.conn);
+        let mut guard = locked(&self.conn);
+        let Connection { prepared, conn } = &mut *guard;
         let result = (|| {
-            // BEGIN and COMMIT go through the statement cache too (rusqlite's `transaction`
-            // parses them anew each time).
-            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            let changed = execute_all(&conn, statements)?;
-            conn.prepare_cached("COMMIT")?.execute([])?;
+            // BEGIN and COMMIT are prepared once too (rusqlite's `transaction` parses them
+            // anew each time).
+            prepared.execute("BEGIN IMMEDIATE", &[])?;
+            let changed = execute_all(prepared, statements)?;
+            prepared.execute("COMMIT", &[])?;
             Ok(changed)
         })();
         if result.is_err() && !conn.is_autocommit() {
@@ -253,7 +265,8 @@ impl Sqlite {
 
     /// Commits several callers' transactions as one, each in a savepoint, and answers each.
     fn commit_group(&self, batch: Vec<Queued>) {
-        let conn = locked(&self.conn);
+        let mut guard = locked(&self.conn);
+        let Connection { prepared, conn } = &mut *guard;
         let shared_failure = |batch: Vec<Queued>, message: String| {
             for queued in batch {
                 let _ = queued.reply.send(Err(RecordsError::Shared {
@@ -262,13 +275,10 @@ impl Sqlite {
                 }));
             }
         };
-        if let Err(e) = conn
-            .prepare_cached("BEGIN IMMEDIATE")
-            .and_then(|mut s| s.execute([]))
-        {
+        if let Err(e) = prepared.execute("BEGIN IMMEDIATE", &[]) {
             return shared_failure(batch, format!("beginning the shared transaction: {e}"));
         }
-        let results = match in_savepoints(&conn, &batch) {
+        let results = match in_savepoints(prepared, &batch) {
             Ok(results) => results,
             // A savepoint itself failed (SQLite may have rolled the whole transaction back):
             // nothing of the group can be trusted to commit.
@@ -279,10 +289,7 @@ impl Sqlite {
                 return shared_failure(batch, format!("in the shared transaction: {e}"));
             }
         };
-        if let Err(e) = conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-        {
+        if let Err(e) = prepared.execute("COMMIT", &[]) {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
@@ -301,8 +308,11 @@ impl Sqlite {
         params: &[SqlValue],
         kinds: &[Kind],
     ) -> Result<Vec<Vec<SqlValue>>, RecordsError> {
-        let conn = locked(&self.conn);
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| sqlite_err(what, e))?;
+        let guard = locked(&self.conn);
+        let mut stmt = guard
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| sqlite_err(what, e))?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(|e| sqlite_err(what, e))?;
@@ -335,36 +345,29 @@ impl Sqlite {
 /// Runs each caller's statements in a savepoint of its own; a caller whose statement fails has
 /// only its own statements undone. `Err` when a savepoint cannot be made, released or undone.
 fn in_savepoints(
-    conn: &rusqlite::Connection,
+    prepared: &mut Prepared,
     batch: &[Queued],
 ) -> rusqlite::Result<Vec<Result<Vec<u64>, RecordsError>>> {
     let mut results = Vec::with_capacity(batch.len());
     for queued in batch {
-        conn.prepare_cached("SAVEPOINT caller")?.execute([])?;
-        match execute_all(conn, &queued.statements) {
+        prepared.execute("SAVEPOINT caller", &[])?;
+        match execute_all(prepared, &queued.statements) {
             Ok(changed) => results.push(Ok(changed)),
             Err(failed) => {
-                conn.prepare_cached("ROLLBACK TO caller")?.execute([])?;
+                prepared.execute("ROLLBACK TO caller", &[])?;
                 results.push(Err(sqlite_err(&queued.what, failed)));
             }
         }
-        conn.prepare_cached("RELEASE caller")?.execute([])?;
+        prepared.execute("RELEASE caller", &[])?;
     }
     Ok(results)
 }
 
-fn execute_all(
-    conn: &rusqlite::Connection,
-    statements: &[Statement],
-) -> rusqlite::Result<Vec<u64>> {
-    let mut changed = Vec::with_capacity(statements.len());
-    for (sql, params) in statements {
-        let n = conn
-            .prepare_cached(sql)?
-            .execute(rusqlite::params_from_iter(params.iter()))?;
-        changed.push(n as u64);
-    }
-    Ok(changed)
+fn execute_all(prepared: &mut Prepared, statements: &[Statement]) -> rusqlite::Result<Vec<u64>> {
+    statements
+        .iter()
+        .map(|(sql, params)| prepared.execute(sql, params))
+        .collect()
 }
 
 impl rusqlite::ToSql for SqlValue {

@@ -1,0 +1,206 @@
+//! The records layer's writes, prepared once per SQLite connection and run through SQLite's C
+//! API.
+//!
+//! Why not rusqlite's statement cache: it finds a statement by hashing its SQL text, takes it
+//! out of an LRU list and puts it back after each use, and it binds every text parameter as a
+//! copy (`SQLITE_TRANSIENT`: a `malloc` and a `memcpy` each). Counted with callgrind, that was
+//! 13 % of the instructions of recording a run in memory (BENCHMARKS.md, "Records layer
+//! alone"). Here a statement is found by the address of its SQL, which is a `&'static str`
+//! (`events::Statement`), and texts are bound in place (`SQLITE_STATIC`): the parameters
+//! outlive the step, and every parameter is bound again before the next one.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr::{self, NonNull};
+
+use rusqlite::ffi;
+
+use super::backend::SqlValue;
+
+/// Statements of one connection, by the address and length of their SQL.
+pub(super) struct Prepared {
+    db: *mut ffi::sqlite3,
+    by_sql: HashMap<(usize, usize), NonNull<ffi::sqlite3_stmt>>,
+}
+
+// SAFETY: a `Prepared` lives beside its connection under the same mutex (`sqlite::Connection`)
+// and is used only while that mutex is held, so one thread at a time uses the connection and its
+// statements, as SQLite's multi-thread mode allows.
+unsafe impl Send for Prepared {}
+
+/// The error SQLite reports for `code` on `db`, as rusqlite would give it.
+fn error(db: *mut ffi::sqlite3, code: c_int) -> rusqlite::Error {
+    // SAFETY: `db` is an open connection; `sqlite3_errmsg` returns a NUL-terminated string it
+    // owns until the next call on the connection, copied here at once.
+    let message = unsafe {
+        let text = ffi::sqlite3_errmsg(db);
+        (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
+    };
+    rusqlite::Error::SqliteFailure(ffi::Error::new(code), message)
+}
+
+impl Prepared {
+    /// Statements for `conn`, which must outlive the returned value (the owner drops this first).
+    pub(super) fn new(conn: &rusqlite::Connection) -> Prepared {
+        Prepared {
+            // SAFETY: the handle is used only while `conn` is open: the owner (`sqlite.rs`)
+            // keeps both together and drops this first.
+            db: unsafe { conn.handle() },
+            by_sql: HashMap::new(),
+        }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> rusqlite::Result<NonNull<ffi::sqlite3_stmt>> {
+        let key = (sql.as_ptr() as usize, sql.len());
+        if let Some(stmt) = self.by_sql.get(&key) {
+            return Ok(*stmt);
+        }
+        let len = c_int::try_from(sql.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
+        let mut stmt = ptr::null_mut();
+        // SAFETY: `db` is open; `sql` is valid for `len` bytes (no NUL needed with a length).
+        let code = unsafe {
+            ffi::sqlite3_prepare_v3(
+                self.db,
+                sql.as_ptr() as *const c_char,
+                len,
+                ffi::SQLITE_PREPARE_PERSISTENT,
+                &mut stmt,
+                ptr::null_mut(),
+            )
+        };
+        if code != ffi::SQLITE_OK {
+            return Err(error(self.db, code));
+        }
+        let stmt = NonNull::new(stmt).ok_or(rusqlite::Error::InvalidQuery)?;
+        self.by_sql.insert(key, stmt);
+        Ok(stmt)
+    }
+
+    /// Runs one write with `params` (numbered in order) and returns the rows it changed.
+    pub(super) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[SqlValue],
+    ) -> rusqlite::Result<u64> {
+        let stmt = self.statement(sql)?.as_ptr();
+        // SAFETY: `stmt` belongs to `db` and is not running (each use ends with a reset below).
+        // Texts are bound without a copy: `params` outlives the step, and the reset that ends
+        // this call comes before anything else runs the statement, which binds every
+        // parameter again first.
+        unsafe {
+            let expected = ffi::sqlite3_bind_parameter_count(stmt);
+            if expected != params.len() as c_int {
+                return Err(rusqlite::Error::InvalidParameterCount(
+                    params.len(),
+                    expected.max(0) as usize,
+                ));
+            }
+            for (i, param) in params.iter().enumerate() {
+                let at = i as c_int + 1;
+                let code = match param {
+                    SqlValue::Null | SqlValue::NullInt => ffi::sqlite3_bind_null(stmt, at),
+                    SqlValue::Int(n) => ffi::sqlite3_bind_int64(stmt, at, *n),
+                    SqlValue::Text(text) => ffi::sqlite3_bind_text64(
+                        stmt,
+                        at,
+                        text.as_ptr() as *const c_char,
+                        text.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                };
+                if code != ffi::SQLITE_OK {
+                    ffi::sqlite3_reset(stmt);
+                    return Err(error(self.db, code));
+                }
+            }
+            // Statements prepared with `_v3` give their own error code from the step, and
+            // its message on the connection.
+            let result = match ffi::sqlite3_step(stmt) {
+                ffi::SQLITE_DONE => Ok(ffi::sqlite3_changes64(self.db) as u64),
+                ffi::SQLITE_ROW => Err(rusqlite::Error::ExecuteReturnedResults),
+                code => Err(error(self.db, code)),
+            };
+            ffi::sqlite3_reset(stmt);
+            result
+        }
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for stmt in self.by_sql.values() {
+            // SAFETY: each statement was prepared on `db`, which is still open (see `new`),
+            // and is finalized once, here.
+            unsafe {
+                ffi::sqlite3_finalize(stmt.as_ptr());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(conn: &rusqlite::Connection) -> Vec<(i64, String)> {
+        let mut stmt = conn.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn texts_are_stored_as_given_and_errors_leave_the_statement_usable() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .unwrap();
+        let mut prepared = Prepared::new(&conn);
+        const INSERT: &str = "INSERT INTO t (id, v) VALUES ($1, $2)";
+        for (id, v) in [(1, "plain"), (2, ""), (3, "é ü \u{1F600}"), (4, "a\0b")] {
+            let params = [SqlValue::Int(id), SqlValue::Text(v.to_string())];
+            assert_eq!(prepared.execute(INSERT, &params).unwrap(), 1);
+        }
+        // A repeated key: SQLite's own message, and the statement runs again after it.
+        let duplicate = [SqlValue::Int(1), SqlValue::Text("again".into())];
+        let failed = prepared
+            .execute(INSERT, &duplicate)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            failed.contains("UNIQUE constraint failed: t.id"),
+            "{failed}"
+        );
+        // Too few parameters are refused before the step; NULL into NOT NULL fails in it.
+        assert!(matches!(
+            prepared.execute(INSERT, &[SqlValue::Int(9)]),
+            Err(rusqlite::Error::InvalidParameterCount(1, 2))
+        ));
+        let null = [SqlValue::Int(9), SqlValue::Null];
+        let failed = prepared.execute(INSERT, &null).unwrap_err().to_string();
+        assert!(
+            failed.contains("NOT NULL constraint failed: t.v"),
+            "{failed}"
+        );
+        let params = [SqlValue::Int(5), SqlValue::Text("last".into())];
+        assert_eq!(prepared.execute(INSERT, &params).unwrap(), 1);
+        const UPDATE: &str = "UPDATE t SET v = $1 WHERE id > $2";
+        let params = [SqlValue::Text("x".into()), SqlValue::Int(3)];
+        assert_eq!(prepared.execute(UPDATE, &params).unwrap(), 2);
+        assert_eq!(
+            texts(&conn),
+            [
+                (1, "plain".to_string()),
+                (2, String::new()),
+                (3, "é ü \u{1F600}".to_string()),
+                (4, "x".to_string()),
+                (5, "x".to_string()),
+            ]
+        );
+        // A query is not a write.
+        assert!(matches!(
+            prepared.execute("SELECT v FROM t", &[]),
+            Err(rusqlite::Error::ExecuteReturnedResults)
+        ));
+        drop(prepared);
+    }
+}
