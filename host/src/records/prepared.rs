@@ -57,7 +57,9 @@ impl Prepared {
         }
         let len = c_int::try_from(sql.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
         let mut stmt = ptr::null_mut();
-        // SAFETY: `db` is open; `sql` is valid for `len` bytes (no NUL needed with a length).
+        let mut tail = ptr::null();
+        // SAFETY: `db` is open; `sql` is valid for `len` bytes (no NUL needed with a length);
+        // `tail` is left pointing into `sql`.
         let code = unsafe {
             ffi::sqlite3_prepare_v3(
                 self.db,
@@ -65,13 +67,21 @@ impl Prepared {
                 len,
                 ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut stmt,
-                ptr::null_mut(),
+                &mut tail,
             )
         };
         if code != ffi::SQLITE_OK {
             return Err(error(self.db, code));
         }
         let stmt = NonNull::new(stmt).ok_or(rusqlite::Error::InvalidQuery)?;
+        // SQLite compiles the first statement only: a second one would be silently left out.
+        let used = (tail as usize).saturating_sub(sql.as_ptr() as usize);
+        let rest = &sql.as_bytes()[used.min(sql.len())..];
+        if !rest.iter().all(u8::is_ascii_whitespace) {
+            // SAFETY: prepared just now on `db` and not kept.
+            unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
+            return Err(rusqlite::Error::MultipleStatement);
+        }
         self.by_sql.insert(key, stmt);
         Ok(stmt)
     }
@@ -196,6 +206,11 @@ mod tests {
                 (5, "x".to_string()),
             ]
         );
+        // Two statements in one text are refused, not run in part.
+        assert!(matches!(
+            prepared.execute("UPDATE t SET v = 'y'; DELETE FROM t", &[]),
+            Err(rusqlite::Error::MultipleStatement)
+        ));
         // A query is not a write.
         assert!(matches!(
             prepared.execute("SELECT v FROM t", &[]),
