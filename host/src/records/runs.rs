@@ -144,15 +144,16 @@ impl RunRecord {
 impl Records {
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, RecordsError> {
+        // Each placeholder is used once and in order, as both backends number them.
+        let sql = format!(
+            "{SELECT_RUN} WHERE (project = $1 OR $2 = 1) AND (domain = $3 OR $4 = 1) \
+             ORDER BY id DESC LIMIT $5"
+        );
         let rows = self
             .backend()
             .query(
                 "listing runs",
-                // Each placeholder is used once and in order, as both backends number them.
-                "SELECT id, project, domain, component_digest, task, phase, created_at, \
-                 ended_at, error_kind, error_text, raw_data_path, purged_at, host FROM runs \
-                 WHERE (project = $1 OR $2 = 1) AND (domain = $3 OR $4 = 1) \
-                 ORDER BY id DESC LIMIT $5",
+                &sql,
                 vec![
                     filter.project.as_deref().unwrap_or("").into(),
                     (filter.project.is_none() as i64).into(),
