@@ -19,6 +19,11 @@
 //!
 //! Run with `scripts/bench.sh` (release build; debug figures mislead).
 
+/// The allocator of the `sluice` command, so the figures are the command's (see
+/// `sluice_host::process`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cache;
 mod data;
 mod fanout;
@@ -215,6 +220,7 @@ async fn memory_host(home: &std::path::Path) -> Host {
 fn main() {
     // As the `sluice` command does, before any thread starts.
     sluice_host::process::keep_freed_buffers();
+    sluice_host::process::sqlite_without_memory_statistics();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

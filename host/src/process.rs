@@ -1,5 +1,13 @@
 //! Process-wide tuning that a program embedding the host may apply at start-up. The library
 //! never applies it by itself: the allocator belongs to the program.
+//!
+//! The `sluice` command and the benchmarks make mimalloc Rust's global allocator (see
+//! `main.rs`): a recorded run makes some 600 small allocations (statement parameters, event
+//! rows, store paths, wasmtime's per-store tables), and on an in-memory chain run glibc's
+//! `malloc` and `free` were 12 % of the instructions; with mimalloc the whole run takes 8.5 %
+//! fewer (callgrind, BENCHMARKS.md). An embedder chooses its own allocator the same way, with
+//! `#[global_allocator]` in its program. SQLite keeps allocating through glibc, which
+//! [`keep_freed_buffers`] tunes.
 
 /// Allocations below this size come from the heap (glibc's default hands out anything past
 /// 128 KiB, growing dynamically to at most 32 MiB, as fresh `mmap` pages).
@@ -21,5 +29,22 @@ pub fn keep_freed_buffers() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
         libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+    }
+}
+
+/// Turns off SQLite's memory statistics, process-wide. With them on (SQLite's default), every
+/// allocation and free SQLite makes takes a global mutex to count bytes that nothing here
+/// reads: some 40 allocations and 80 lock/unlock pairs per recorded run. Call it first thing,
+/// before any database is opened; once SQLite has started, the call changes nothing. The
+/// `sluice` command and the benchmarks call it.
+pub fn sqlite_without_memory_statistics() {
+    // SAFETY: `sqlite3_config` must not run while another thread uses SQLite, and it must run
+    // before SQLite initializes; this is called at start-up, before any thread or connection.
+    // Called later, SQLite refuses it (SQLITE_MISUSE) and keeps its settings.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(
+            rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+            0 as std::os::raw::c_int,
+        );
     }
 }

@@ -130,6 +130,7 @@ pub fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     sluice_host::process::keep_freed_buffers();
+    sluice_host::process::sqlite_without_memory_statistics();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
