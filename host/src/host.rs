@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -26,8 +27,10 @@ use crate::executor::{
     execute, resume, Limits, Progress, RunContext, RunError, RunOutcome, RunRequest, ROOT_ACTION,
 };
 use crate::gc::{GcError, GcReport};
+use crate::records::heartbeat::{HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL_MAX};
 use crate::records::{
-    ActionRecord, AttemptRecord, EventRecord, Records, RecordsError, RunFilter, RunRecord,
+    now_micros, ActionRecord, AttemptRecord, EventRecord, Records, RecordsError, RunFilter,
+    RunRecord,
 };
 use crate::values::Value;
 
@@ -49,6 +52,9 @@ pub enum HostError {
     Run(#[from] RunError),
     #[error(transparent)]
     Gc(#[from] GcError),
+    /// A builder setting out of its range.
+    #[error("{0}")]
+    Setting(String),
 }
 
 impl From<ComponentError> for HostError {
@@ -75,6 +81,7 @@ pub struct HostBuilder {
     allowed_prefixes: Vec<String>,
     compile_cache_dir: Option<PathBuf>,
     on_demand_inodes: bool,
+    heartbeat_interval: Option<Duration>,
 }
 
 impl HostBuilder {
@@ -129,6 +136,16 @@ impl HostBuilder {
         self
     }
 
+    /// How often the host records that its runs still run ([`HEARTBEAT_INTERVAL`] by default,
+    /// at most [`HEARTBEAT_INTERVAL_MAX`]). Processes on other machines sharing the database
+    /// take a run whose host has been silent for
+    /// [`HEARTBEAT_STALE_AFTER`](crate::records::heartbeat::HEARTBEAT_STALE_AFTER) for stopped,
+    /// and let `--resume` continue it (see `records/heartbeat.rs`).
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.heartbeat_interval = Some(every);
+        self
+    }
+
     /// Lets runs take inputs under this URL prefix (`file:///shared/data`, later `s3://bucket/x`)
     /// without copying them. Anything outside the host's stores and these prefixes is refused.
     pub fn allow_prefix(mut self, url: impl Into<String>) -> Self {
@@ -137,6 +154,13 @@ impl HostBuilder {
     }
 
     pub async fn build(self) -> Result<Host, HostError> {
+        let heartbeat = self.heartbeat_interval.unwrap_or(HEARTBEAT_INTERVAL);
+        if heartbeat.is_zero() || heartbeat > HEARTBEAT_INTERVAL_MAX {
+            return Err(HostError::Setting(format!(
+                "heartbeat interval {heartbeat:?}: must be above zero and at most {:?}",
+                HEARTBEAT_INTERVAL_MAX
+            )));
+        }
         let home = match self.home {
             Some(h) => h,
             None => std::env::var_os(HOME_ENV)
@@ -179,17 +203,34 @@ impl HostBuilder {
             stores.add(DataStore::open(prefix)?);
             stores.allow_prefix(prefix);
         }
-        Ok(Host {
-            ctx: Arc::new(RunContext::new(
-                engine,
-                records,
-                store,
-                Arc::new(stores),
-                self.limits,
-            )),
-            home,
-        })
+        let ctx = Arc::new(RunContext::new(
+            engine,
+            records,
+            store,
+            Arc::new(stores),
+            self.limits,
+        ));
+        report_live_runs(Arc::downgrade(&ctx), heartbeat);
+        Ok(Host { ctx, home })
     }
+}
+
+/// Records every `every` that the host still runs its live runs, for as long as the host
+/// exists (the task holds the host only while it writes).
+fn report_live_runs(ctx: Weak<RunContext>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; a run is created with its first heartbeat.
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(ctx) = ctx.upgrade() else { break };
+            // A beat that fails is skipped: the next comes within `every`, and a run counts as
+            // stopped only after three intervals or more of silence.
+            let _ = ctx.records.heartbeat(now_micros()).await;
+        }
+    });
 }
 
 /// A run as recorded, with its documents decoded.

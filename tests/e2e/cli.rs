@@ -564,6 +564,41 @@ fn ctrl_c_names_the_stopped_run_and_resume_finishes_it() {
     let listed = text(&sluice(home.path(), &["runs", "list"]).stdout);
     let line = listed.lines().find(|l| l.starts_with(&run_id)).unwrap();
     assert!(line.contains(" stopped "), "{line}");
+
+    // Had it run on another machine sharing the database, it would be judged by its host's
+    // heartbeat: refused while the host reports, stopped once it has been silent for 30 s.
+    let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let moved = "UPDATE runs SET host = 'machine-b:boot-b:7:7', heartbeat_at = ?1 WHERE id = ?2";
+    db.execute(moved, (now, &run_id)).unwrap();
+    let refused = sluice(home.path(), &["run", calls, "--resume", &run_id]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let said = text(&refused.stderr);
+    for part in [
+        format!("run {run_id} is still running in process 7 on machine-b: its host reported "),
+        " s ago; let it finish, or stop that process and resume the run once its host has \
+         been silent for 30 s"
+            .to_string(),
+    ] {
+        assert!(said.contains(&part), "{said}");
+    }
+    let shown = text(&sluice(home.path(), &["runs", "show", &run_id]).stdout);
+    assert!(
+        shown.contains("phase    running (on another machine; its host reported "),
+        "{shown}"
+    );
+    db.execute(moved, (now - 31_000_000, &run_id)).unwrap();
+    let shown = text(&sluice(home.path(), &["runs", "show", &run_id]).stdout);
+    assert!(
+        shown.contains(&format!(
+            "phase    stopped (recorded running, but its host has not reported for more than \
+             30 s; continue it with `sluice run --resume {run_id}`)"
+        )),
+        "{shown}"
+    );
     let resumed = sluice(home.path(), &["run", calls, "--resume", &run_id]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     let outputs: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();

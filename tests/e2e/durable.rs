@@ -413,3 +413,53 @@ async fn a_raw_data_path_that_cannot_be_opened_is_refused_before_anything_is_rec
     let listed = t.host.records().list_runs(&filter).await.unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }
+
+/// A host reports the runs it runs every heartbeat interval, so a run longer than a few
+/// intervals ends with a heartbeat well after its start, and none after its end. An interval
+/// out of range is refused by name.
+#[tokio::test]
+async fn a_host_reports_its_long_runs_until_they_end() {
+    let home = tempfile::tempdir().unwrap();
+    let builder = sluice_host::Host::builder()
+        .home(home.path())
+        .database_url(sluice_tests::test_database_url(home.path()).await)
+        .max_instances(16)
+        .compile_cache_dir(sluice_tests::workspace_root().join("target/test-compiled"));
+    for wrong in [Duration::ZERO, Duration::from_secs(11)] {
+        let err = builder
+            .clone()
+            .heartbeat_interval(wrong)
+            .build()
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            err.to_string(),
+            format!("heartbeat interval {wrong:?}: must be above zero and at most 10s")
+        );
+    }
+    let host = builder
+        .heartbeat_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let env = host.load_file(fixture("calls")).await.unwrap();
+    // Four children of 150 ms, two at a time: about 300 ms.
+    let long = host
+        .run(
+            &env,
+            RunRequest::new("slow_map")
+                .input("n", 4i64)
+                .input("ms", 150i64),
+        )
+        .await
+        .unwrap();
+    assert_eq!(single_output(&long), &Value::Int(6));
+    let long = host.run_details(&long.run_id).await.unwrap().unwrap().run;
+    let beat = long.heartbeat_at.expect("a heartbeat") - long.created_at;
+    assert!(beat >= 200_000, "last heartbeat {beat} µs after the start");
+    // None after the run ended (five intervals later, the last one is unchanged).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let later = host.run_details(&long.id).await.unwrap().unwrap().run;
+    assert_eq!(later.heartbeat_at, long.heartbeat_at);
+}

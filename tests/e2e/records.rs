@@ -1,7 +1,8 @@
 //! The records layer on both of its backends: rusqlite (the embedded default) and sqlx (the
 //! path PostgreSQL takes), run through the same statements on a real SQLite file.
 
-use sluice_host::records::{AfterAttempt, AttemptEnd, NewRun, Records, RunFilter};
+use sluice_host::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
+use sluice_host::records::{now_micros, AfterAttempt, AttemptEnd, NewRun, Records, RunFilter};
 
 async fn exercise(url: &str) {
     let records = Records::connect(url).await.unwrap();
@@ -148,6 +149,24 @@ async fn sqlx_backend_runs_the_same_statements() {
     .await;
 }
 
+/// The root action of run `id` of component `d1`, uncached, started at `started_at`.
+fn root_run(id: &str, started_at: i64) -> NewRun {
+    NewRun {
+        parent_id: None,
+        run_id: id.into(),
+        project: "alpha".into(),
+        domain: "dev".into(),
+        component_digest: "d1".into(),
+        task: "t".into(),
+        action_id: "a0".into(),
+        started_at,
+        inputs_uri: format!("memory:///{id}/inputs.msgpack"),
+        raw_data_path: None,
+        cache_key: None,
+        cache_status: "disabled".into(),
+    }
+}
+
 /// The steps of a run its host lost and a caller ran again (resume, a re-called child), on the
 /// suite's database (SQLite here, PostgreSQL in the second pass, where each step's statements
 /// go to the server as one: an update of the action with an attempt that refers to it).
@@ -160,20 +179,7 @@ async fn a_lost_attempt_and_a_reopened_action_are_recorded_in_order() {
         .register_component("d1", "x.wasm", "env", 10, &[])
         .await
         .unwrap();
-    let run = NewRun {
-        parent_id: None,
-        run_id: "r1".into(),
-        project: "alpha".into(),
-        domain: "dev".into(),
-        component_digest: "d1".into(),
-        task: "t".into(),
-        action_id: "a0".into(),
-        started_at: 1000,
-        inputs_uri: "memory:///r1/inputs.msgpack".into(),
-        raw_data_path: None,
-        cache_key: None,
-        cache_status: "disabled".into(),
-    };
+    let run = root_run("r1", 1000);
     records
         .create_action(&run, &[("cache-miss", Some("why".into()))])
         .await
@@ -236,6 +242,80 @@ async fn a_lost_attempt_and_a_reopened_action_are_recorded_in_order() {
     assert_eq!(
         records.events("r1").await.unwrap().len(),
         kinds.len(),
+        "{url}"
+    );
+}
+
+/// A run whose host is on another machine (a shared database) is judged by its heartbeat:
+/// running while its host reports, stopped once silent for `HEARTBEAT_STALE_AFTER`, and then
+/// claimed by a resume here, after which the silent host's beats no longer touch it.
+#[tokio::test]
+async fn a_run_on_another_machine_is_stopped_once_its_host_falls_silent() {
+    let home = tempfile::tempdir().unwrap();
+    let url = sluice_tests::test_database_url(home.path()).await;
+    let here = Records::connect(&url).await.unwrap();
+    here.register_component("d1", "x.wasm", "env", 10, &[])
+        .await
+        .unwrap();
+    let elsewhere = "machine-b:boot-b:7:7";
+    let there = here.clone().as_process(elsewhere);
+    let now = now_micros();
+    let run = root_run("r1", now);
+    there.create_action(&run, &[]).await.unwrap();
+    let (seen, _, _) = here.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (seen.host.as_deref(), seen.heartbeat_at),
+        (Some(elsewhere), Some(now)),
+        "{url}"
+    );
+    assert!(
+        matches!(seen.host_now(), RunHost::Reporting { seconds_ago: 0 }),
+        "{url}: {:?}",
+        seen.host_now()
+    );
+    assert!(!seen.host_gone, "{url}");
+
+    // Its host beats while the run is live there, and stops when the run's guard drops.
+    let live = there.live_run("r1");
+    there.heartbeat(now + 1).await.unwrap();
+    drop(live);
+    there.heartbeat(now + 2).await.unwrap();
+    let (seen, _, _) = here.run("r1").await.unwrap().unwrap();
+    assert_eq!(seen.heartbeat_at, Some(now + 1), "{url}");
+
+    // Silent for longer than the stale time: stopped.
+    let stale = HEARTBEAT_STALE_AFTER.as_micros() as i64;
+    there
+        .heartbeat_runs(&["r1".to_string()], now - stale - 1_000_000)
+        .await
+        .unwrap();
+    let (seen, _, _) = here.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (seen.host_now(), seen.host_gone),
+        (RunHost::Gone, true),
+        "{url}"
+    );
+    // Another process's beat does not touch a run it does not hold.
+    here.heartbeat_runs(&["r1".to_string()], now).await.unwrap();
+    let (seen, _, _) = here.run("r1").await.unwrap().unwrap();
+    assert!(seen.host_gone, "{url}");
+
+    // Claimed here: this process holds it, with a fresh heartbeat, and the silent host's
+    // late beats are ignored.
+    assert!(
+        here.claim_run("r1", Some(elsewhere)).await.unwrap(),
+        "{url}"
+    );
+    there
+        .heartbeat_runs(&["r1".to_string()], now - stale * 10)
+        .await
+        .unwrap();
+    let (seen, _, _) = here.run("r1").await.unwrap().unwrap();
+    assert_eq!(seen.host.as_deref(), here.process(), "{url}");
+    assert!(seen.heartbeat_at.is_some_and(|t| t >= now), "{url}");
+    assert_eq!(
+        (seen.host_now(), seen.host_gone),
+        (RunHost::Alive, false),
         "{url}"
     );
 }

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use clap::Subcommand;
+use sluice_host::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
+use sluice_host::records::liveness::{HostProcess, Liveness};
 use sluice_host::records::{ActionRecord, AttemptRecord, EventRecord, RunFilter};
 use sluice_host::values::json::document_to_json;
 use sluice_host::Host;
@@ -102,14 +104,22 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
                 &r.component_digest[..16]
             );
             println!("scope    {}/{}", r.project, r.domain);
-            if r.host_gone {
-                println!(
+            match (r.host_gone, r.host_now()) {
+                (true, RunHost::Gone) if process_gone(r.host.as_deref()) => println!(
                     "phase    stopped (recorded running, but the process running it is gone; \
                      continue it with `sluice run --resume {}`)",
                     r.id
-                );
-            } else {
-                println!("phase    {}", r.phase);
+                ),
+                (true, _) => println!(
+                    "phase    stopped (recorded running, but its host has not reported for \
+                     more than {} s; continue it with `sluice run --resume {}`)",
+                    HEARTBEAT_STALE_AFTER.as_secs(),
+                    r.id
+                ),
+                (false, RunHost::Reporting { seconds_ago }) if r.phase == "running" => println!(
+                    "phase    running (on another machine; its host reported {seconds_ago} s ago)"
+                ),
+                _ => println!("phase    {}", r.phase),
             }
             println!("started  {}", human_time(r.created_at));
             if let Some(end) = r.ended_at {
@@ -273,4 +283,11 @@ pub async fn print_run_json(host: &Host, run_id: &str) -> Result<(), Failure> {
         serde_json::to_string_pretty(&json).unwrap_or_default()
     );
     Ok(())
+}
+
+/// Whether `host` names a process on this machine that is gone (rather than a silent host
+/// elsewhere).
+fn process_gone(host: Option<&str>) -> bool {
+    host.and_then(HostProcess::parse)
+        .is_some_and(|p| p.liveness() == Liveness::Gone)
 }

@@ -203,6 +203,20 @@ pub enum RunError {
         pid: u32,
         hostname: String,
     },
+    /// `--resume` of a run whose host, on another machine, reported recently.
+    #[error(
+        "run {run} is still running {on}: its host reported {seconds_ago} s ago; let it \
+         finish, or stop that process and resume the run once its host has been silent for \
+         {stale_after_secs} s"
+    )]
+    StillReporting {
+        run: String,
+        /// `in process <pid> on <hostname>`, or `on another machine` when the run's row does
+        /// not say.
+        on: String,
+        seconds_ago: u64,
+        stale_after_secs: u64,
+    },
     /// Two resumes of one run at once: the other one claimed it first.
     #[error("run {0} was resumed by another process just now")]
     ClaimedElsewhere(String),

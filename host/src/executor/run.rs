@@ -16,7 +16,8 @@ use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 use crate::data::{check_scope_name, AttemptPrefix, DataStore};
 use crate::engine::{AttemptLimits, LoadedComponent};
 use crate::records::events::kind;
-use crate::records::liveness::{HostProcess, Liveness};
+use crate::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
+use crate::records::liveness::HostProcess;
 use crate::records::{now_micros, NewRun, RunRecord, PHASE_RUNNING};
 use crate::spec::TaskSpec;
 use crate::values::validate::conform_document;
@@ -184,6 +185,7 @@ pub async fn execute(
             reserved,
         } => (inputs_uri, reserved),
     };
+    let _reported = ctx.records.live_run(&run_id);
     let run = RunShared::new(
         ctx,
         &run_id,
@@ -413,13 +415,28 @@ pub(crate) async fn answer_from_cache(
 /// this process as the one running it. A run of this very process is the embedder's to resume.
 async fn claim_stopped_run(ctx: &RunContext, run: &RunRecord) -> Result<(), RunError> {
     let recorded = run.host.as_deref();
-    if let Some(process) = recorded.and_then(HostProcess::parse) {
-        if recorded != ctx.records.process() && process.liveness() == Liveness::Alive {
-            return Err(RunError::StillRunning {
-                run: run.id.clone(),
-                pid: process.pid(),
-                hostname: process.hostname().to_string(),
-            });
+    if recorded != ctx.records.process() {
+        let process = recorded.and_then(HostProcess::parse);
+        match (run.host_now(), process) {
+            (RunHost::Alive, Some(process)) => {
+                return Err(RunError::StillRunning {
+                    run: run.id.clone(),
+                    pid: process.pid(),
+                    hostname: process.hostname().to_string(),
+                })
+            }
+            (RunHost::Reporting { seconds_ago }, process) => {
+                return Err(RunError::StillReporting {
+                    run: run.id.clone(),
+                    on: match process {
+                        Some(p) => format!("in process {} on {}", p.pid(), p.hostname()),
+                        None => "on another machine".to_string(),
+                    },
+                    seconds_ago,
+                    stale_after_secs: HEARTBEAT_STALE_AFTER.as_secs(),
+                })
+            }
+            _ => {}
         }
     }
     if ctx.records.claim_run(&run.id, recorded).await? {
@@ -479,6 +496,7 @@ pub async fn resume(
     }
 
     claim_stopped_run(ctx, &run).await?;
+    let _reported = ctx.records.live_run(run_id);
     // Nothing of the run is running any more: every attempt left running is lost (children
     // left running run again when the resumed root calls them).
     mark_all_lost(ctx, run_id).await?;

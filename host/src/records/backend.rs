@@ -103,6 +103,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_run_host",
         include_str!("../../migrations/0004_run_host.sql"),
     ),
+    (
+        "0005_run_heartbeat",
+        include_str!("../../migrations/0005_run_heartbeat.sql"),
+    ),
 ];
 
 static SQLX_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -346,5 +350,6 @@ mod tests {
             ("r1", "running")
         );
         assert_eq!((runs[0].host.as_deref(), runs[0].host_gone), (None, false));
+        assert_eq!(runs[0].heartbeat_at, None);
     }
 }

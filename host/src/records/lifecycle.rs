@@ -87,7 +87,8 @@ fn attempt_started(run_id: &str, action_id: &str, attempt: u32, inputs: &str) ->
 fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>, host: Option<&str>) -> Statement {
     (
         "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at, \
-         ended_at, raw_data_path, host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         ended_at, raw_data_path, host, heartbeat_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7)",
         vec![
             (&run.run_id).into(),
             (&run.project).into(),
@@ -145,10 +146,11 @@ impl Records {
             .transaction(
                 &what,
                 &[(
-                    "UPDATE runs SET host = $1 WHERE id = $2 AND phase = $3 \
-                     AND COALESCE(host, '') = $4",
+                    "UPDATE runs SET host = $1, heartbeat_at = $2 WHERE id = $3 AND phase = $4 \
+                     AND COALESCE(host, '') = $5",
                     vec![
                         self.process().into(),
+                        super::now_micros().into(),
                         run_id.into(),
                         PHASE_RUNNING.into(),
                         recorded.unwrap_or("").into(),

@@ -9,6 +9,7 @@ mod cache;
 mod combined;
 pub mod events;
 mod gc;
+pub mod heartbeat;
 mod lifecycle;
 pub mod liveness;
 mod prepared;
@@ -92,6 +93,8 @@ pub struct Records {
     backend: Backend,
     /// This process as recorded with the runs it creates or resumes (see [`liveness`]).
     process: Option<std::sync::Arc<str>>,
+    /// The runs this process runs now, reported by [`Records::heartbeat`].
+    live: std::sync::Arc<heartbeat::LiveRuns>,
 }
 
 impl Records {
@@ -102,7 +105,17 @@ impl Records {
         Ok(Records {
             backend: Backend::connect(url).await?,
             process: liveness::HostProcess::current().map(|p| p.to_record().into()),
+            live: Default::default(),
         })
+    }
+
+    /// The same database, recording `process` instead of this process with the runs it
+    /// creates, claims and reports: how tests play a host on another machine.
+    #[doc(hidden)]
+    pub fn as_process(mut self, process: &str) -> Records {
+        self.process = Some(process.into());
+        self.live = Default::default();
+        self
     }
 
     /// This process as recorded with its runs; none where it cannot be told.

@@ -39,6 +39,30 @@ fn error(db: *mut ffi::sqlite3, code: c_int) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(ffi::Error::new(code), message)
 }
 
+/// Refuses a statement whose `$N` parameters do not first appear as `$1`, `$2`, ... in order.
+/// PostgreSQL binds `$N` to the Nth value; SQLite numbers named parameters by first appearance
+/// and binding here is by that number, so `SET a = $2 WHERE b = $1` would bind the values
+/// crosswise on SQLite alone. (A parameter used again later, as `$1` twice, is fine.)
+fn check_numbering(stmt: NonNull<ffi::sqlite3_stmt>) -> rusqlite::Result<()> {
+    // SAFETY: `stmt` is a prepared statement; parameter names are NUL-terminated strings owned
+    // by it, read at once.
+    unsafe {
+        let count = ffi::sqlite3_bind_parameter_count(stmt.as_ptr());
+        for at in 1..=count {
+            let name = ffi::sqlite3_bind_parameter_name(stmt.as_ptr(), at);
+            let name = (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy());
+            if name.as_deref() != Some(format!("${at}").as_str()) {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "parameter {at} is {}: number the parameters $1, $2, ... in the order \
+                     they first appear",
+                    name.as_deref().unwrap_or("unnamed")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Prepared {
     /// Statements for `conn`, which must outlive the returned value (the owner drops this first).
     pub(super) fn new(conn: &rusqlite::Connection) -> Prepared {
@@ -81,6 +105,11 @@ impl Prepared {
             // SAFETY: prepared just now on `db` and not kept.
             unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
             return Err(rusqlite::Error::MultipleStatement);
+        }
+        if let Err(e) = check_numbering(stmt) {
+            // SAFETY: prepared just now on `db` and not kept.
+            unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
+            return Err(e);
         }
         self.by_sql.insert(key, stmt);
         Ok(stmt)
@@ -211,6 +240,19 @@ mod tests {
             prepared.execute("UPDATE t SET v = 'y'; DELETE FROM t", &[]),
             Err(rusqlite::Error::MultipleStatement)
         ));
+        // Parameters numbered out of order would bind crosswise on SQLite: refused. One used
+        // again is fine.
+        let failed = prepared
+            .execute("UPDATE t SET v = $2 WHERE id = $1", &params)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            failed.contains("parameter 1 is $2: number the parameters $1, $2, ..."),
+            "{failed}"
+        );
+        let params = [SqlValue::Text("z".into()), SqlValue::Int(5)];
+        const AGAIN: &str = "UPDATE t SET v = $1 WHERE id = $2 AND v != $1";
+        assert_eq!(prepared.execute(AGAIN, &params).unwrap(), 1);
         // A query is not a write.
         assert!(matches!(
             prepared.execute("SELECT v FROM t", &[]),

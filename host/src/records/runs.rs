@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::backend::{Kind, SqlValue};
-use super::liveness::{HostProcess, Liveness};
-use super::{Records, RecordsError};
+use super::heartbeat::{run_host, RunHost};
+use super::{now_micros, Records, RecordsError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -25,9 +25,12 @@ pub struct RunRecord {
     pub purged_at: Option<i64>,
     /// The process that created the run or resumed it last (see `records::liveness`).
     pub host: Option<String>,
-    /// The run is `running` in the records, but the process running it is gone: it stopped
-    /// (killed, interrupted, crashed) and waits for `--resume`. Told when the row is read;
-    /// false when it cannot be told (another machine, an older row).
+    /// When that process last reported that it still runs the run (see `records::heartbeat`).
+    pub heartbeat_at: Option<i64>,
+    /// The run is `running` in the records, but the process running it is gone (on this
+    /// machine) or its host has been silent too long (elsewhere): it stopped (killed,
+    /// interrupted, crashed) and waits for `--resume`. Told when the row is read; false when it
+    /// cannot be told (an older row from another machine).
     pub host_gone: bool,
 }
 
@@ -91,7 +94,8 @@ impl Columns<'_> {
 }
 
 const SELECT_RUN: &str = "SELECT id, project, domain, component_digest, task, phase, created_at, \
-                          ended_at, error_kind, error_text, raw_data_path, purged_at, host FROM runs";
+                          ended_at, error_kind, error_text, raw_data_path, purged_at, host, \
+                          heartbeat_at FROM runs";
 const RUN_KINDS: &[Kind] = &[
     Kind::Text, // id
     Kind::Text, // project
@@ -106,6 +110,7 @@ const RUN_KINDS: &[Kind] = &[
     Kind::Text, // raw_data_path
     Kind::Int,  // purged_at
     Kind::Text, // host
+    Kind::Int,  // heartbeat_at
 ];
 
 fn run_from_row(row: &[SqlValue]) -> RunRecord {
@@ -124,6 +129,7 @@ fn run_from_row(row: &[SqlValue]) -> RunRecord {
         raw_data_path: c.text(),
         purged_at: c.int(),
         host: c.text(),
+        heartbeat_at: c.int(),
         host_gone: false,
     }
     .with_liveness()
@@ -131,13 +137,13 @@ fn run_from_row(row: &[SqlValue]) -> RunRecord {
 
 impl RunRecord {
     fn with_liveness(mut self) -> RunRecord {
-        self.host_gone = self.phase == PHASE_RUNNING
-            && self
-                .host
-                .as_deref()
-                .and_then(HostProcess::parse)
-                .is_some_and(|p| p.liveness() == Liveness::Gone);
+        self.host_gone = self.phase == PHASE_RUNNING && self.host_now() == RunHost::Gone;
         self
+    }
+
+    /// How the host of this run stands now (meaningful while the run is `running`).
+    pub fn host_now(&self) -> RunHost {
+        run_host(self.host.as_deref(), self.heartbeat_at, now_micros())
     }
 }
 
