@@ -414,17 +414,24 @@ async fn a_raw_data_path_that_cannot_be_opened_is_refused_before_anything_is_rec
     assert!(listed.is_empty(), "{listed:?}");
 }
 
+/// A host builder on `home` and the database `url`, as `test_host` makes them, for tests that
+/// set more (the heartbeat) or share the database with another handle.
+fn host_on(home: &std::path::Path, url: &str) -> sluice_host::HostBuilder {
+    sluice_host::Host::builder()
+        .home(home)
+        .database_url(url)
+        .max_instances(16)
+        .compile_cache_dir(sluice_tests::workspace_root().join("target/test-compiled"))
+}
+
 /// A host reports the runs it runs every heartbeat interval, so a run longer than a few
 /// intervals ends with a heartbeat well after its start, and none after its end. An interval
 /// out of range is refused by name.
 #[tokio::test]
 async fn a_host_reports_its_long_runs_until_they_end() {
     let home = tempfile::tempdir().unwrap();
-    let builder = sluice_host::Host::builder()
-        .home(home.path())
-        .database_url(sluice_tests::test_database_url(home.path()).await)
-        .max_instances(16)
-        .compile_cache_dir(sluice_tests::workspace_root().join("target/test-compiled"));
+    let url = sluice_tests::test_database_url(home.path()).await;
+    let builder = host_on(home.path(), &url);
     for wrong in [Duration::ZERO, Duration::from_secs(11)] {
         let err = builder
             .clone()
@@ -462,4 +469,74 @@ async fn a_host_reports_its_long_runs_until_they_end() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let later = host.run_details(&long.id).await.unwrap().unwrap().run;
     assert_eq!(later.heartbeat_at, long.heartbeat_at);
+}
+
+/// A host that finds, at a heartbeat, that another process has claimed its run (a resume that
+/// took it for stopped) stops the run where it is: `Host::run` returns `TakenOver` and no
+/// child of the run starts or finishes here afterwards.
+#[tokio::test]
+async fn a_run_claimed_by_another_process_stops_at_the_next_heartbeat() {
+    let home = tempfile::tempdir().unwrap();
+    let url = sluice_tests::test_database_url(home.path()).await;
+    let host = host_on(home.path(), &url)
+        .heartbeat_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let env = host.load_file(fixture("calls")).await.unwrap();
+    // Sixteen children of 200 ms, two at a time: about 1.6 s unless stopped.
+    let request = RunRequest::new("slow_map")
+        .input("n", 16i64)
+        .input("ms", 200i64);
+    let here = sluice_host::records::Records::connect(&url).await.unwrap();
+    let claim = async {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        let run = loop {
+            let runs = host
+                .list_runs(&RunFilter {
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if let Some(run) = runs.into_iter().next() {
+                break run;
+            }
+            assert!(std::time::Instant::now() < give_up, "the run never showed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // Let a couple of children finish first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let elsewhere = here.clone().as_process("machine-b:boot-b:7:7");
+        assert!(elsewhere
+            .claim_run(&run.id, run.host.as_deref())
+            .await
+            .unwrap());
+        run.id
+    };
+    let (outcome, run_id) = tokio::join!(host.run(&env, request), claim);
+    let err = outcome.expect_err("stopped");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "run {run_id} was taken over by another process (a resume that found this host \
+             silent): stopped here; that process continues it"
+        )
+    );
+    let succeeded = |d: RunDetails| {
+        d.actions
+            .iter()
+            .filter(|a| a.parent_id.is_some() && a.phase == "succeeded")
+            .count()
+    };
+    // A child's record already on its way to the database when the run stopped may still
+    // land (it did finish); after that, nothing more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_stop = succeeded(host.run_details(&run_id).await.unwrap().unwrap());
+    assert!(at_stop < 16, "{at_stop} children finished");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let details = host.run_details(&run_id).await.unwrap().unwrap();
+    assert_eq!(details.run.host.as_deref(), Some("machine-b:boot-b:7:7"));
+    assert_eq!(details.run.phase, "running");
+    assert_eq!(succeeded(details), at_stop, "children kept finishing here");
 }

@@ -156,9 +156,9 @@ pub(super) fn run_error(e: sluice_host::RunError) -> Failure {
             sluice_host::RunError::Data(sluice_host::data::DataError::BadName { .. }) => {
                 exit::USAGE
             }
-            sluice_host::RunError::Data(_) | sluice_host::RunError::Records(_) => {
-                exit::HOST_FAILURE
-            }
+            sluice_host::RunError::Data(_)
+            | sluice_host::RunError::Records(_)
+            | sluice_host::RunError::TakenOver(_) => exit::HOST_FAILURE,
             _ => exit::USAGE,
         },
         message: e.to_string(),

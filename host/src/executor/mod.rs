@@ -217,6 +217,13 @@ pub enum RunError {
         seconds_ago: u64,
         stale_after_secs: u64,
     },
+    /// While this host ran the run, another process claimed it (a resume that took this host
+    /// for stopped, its heartbeat having been silent too long): stopped here.
+    #[error(
+        "run {0} was taken over by another process (a resume that found this host silent): \
+         stopped here; that process continues it"
+    )]
+    TakenOver(String),
     /// Two resumes of one run at once: the other one claimed it first.
     #[error("run {0} was resumed by another process just now")]
     ClaimedElsewhere(String),

@@ -16,7 +16,7 @@ use super::{Limits, RunError, RunFailure, RunOutcome, RunRequest, RunTimings};
 use crate::data::{check_scope_name, AttemptPrefix, DataStore};
 use crate::engine::{AttemptLimits, LoadedComponent};
 use crate::records::events::kind;
-use crate::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
+use crate::records::heartbeat::{LiveRun, RunHost, HEARTBEAT_STALE_AFTER};
 use crate::records::liveness::HostProcess;
 use crate::records::{now_micros, NewRun, RunRecord, PHASE_RUNNING};
 use crate::spec::TaskSpec;
@@ -185,7 +185,7 @@ pub async fn execute(
             reserved,
         } => (inputs_uri, reserved),
     };
-    let _reported = ctx.records.live_run(&run_id);
+    let reported = ctx.records.live_run(&run_id);
     let run = RunShared::new(
         ctx,
         &run_id,
@@ -214,7 +214,7 @@ pub async fn execute(
     };
     // A reservation is given back whatever happens next, or waiting runs would wait for a
     // run that never writes its entry.
-    let result = run_attempts(ctx, &action, 1, 0).await;
+    let result = unless_taken_over(&reported, run_attempts(ctx, &action, 1, 0)).await;
     if let (true, Some(plan)) = (reserved, &plan) {
         ctx.records
             .cache_release(&plan.key, &plan.scope, &run_id)
@@ -496,7 +496,7 @@ pub async fn resume(
     }
 
     claim_stopped_run(ctx, &run).await?;
-    let _reported = ctx.records.live_run(run_id);
+    let reported = ctx.records.live_run(run_id);
     // Nothing of the run is running any more: every attempt left running is lost (children
     // left running run again when the resumed root calls them).
     mark_all_lost(ctx, run_id).await?;
@@ -560,13 +560,27 @@ pub async fn resume(
         inputs_bytes,
         cache: plan,
     };
-    let outcome = run_attempts(ctx, &action, next, failed).await?;
+    let outcome = unless_taken_over(&reported, run_attempts(ctx, &action, next, failed)).await?;
     Ok(RunOutcome {
         run_id: run_id.to_string(),
         outputs: outcome.outputs,
         log: outcome.log,
         timings: outcome.timings,
     })
+}
+
+/// Runs a run's root action unless a heartbeat finds the run claimed by another process first;
+/// then the action (its attempt and every child) is dropped where it is, and writes nothing
+/// more: the run is the other process's.
+async fn unless_taken_over(
+    reported: &LiveRun,
+    root: impl std::future::Future<Output = Result<ActionOutcome, RunError>>,
+) -> Result<ActionOutcome, RunError> {
+    tokio::select! {
+        biased;
+        outcome = root => outcome,
+        () = reported.taken_over() => Err(RunError::TakenOver(reported.run_id().to_string())),
+    }
 }
 
 /// A recorded document, with its offloaded values brought back.

@@ -8,10 +8,16 @@
 //! `/proc` ([`super::liveness`]), which is exact; any other row with a heartbeat is judged by its
 //! age: silent for [`HEARTBEAT_STALE_AFTER`] means stopped. A row without one (written by a
 //! sluice from before heartbeats, which never sends them) is unknown, never taken for stopped.
+//!
+//! A heartbeat that finds one of its runs claimed by another process (a host that was taken
+//! for stopped, say frozen for longer than the stale time, then woke up) tells that run, and
+//! the executor stops it ([`LiveRun::taken_over`]): the run is the other process's now.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::liveness::{HostProcess, Liveness};
 use super::{Records, RecordsError, PHASE_RUNNING};
@@ -59,14 +65,26 @@ pub fn run_host(host: Option<&str>, heartbeat_at: Option<i64>, now: i64) -> RunH
     }
 }
 
-/// The runs this host is running now (shared by the clones of one [`Records`]).
+/// The runs this host is running now, each with the signal that it was taken over (shared by
+/// the clones of one [`Records`]).
 #[derive(Debug, Default)]
-pub(crate) struct LiveRuns(Mutex<HashSet<String>>);
+pub(crate) struct LiveRuns(Mutex<HashMap<String, Arc<Notify>>>);
 
 impl LiveRuns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn ids(&self) -> Vec<String> {
-        let live = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        live.iter().cloned().collect()
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Tells run `id`, if it is still live here, that another process holds it now.
+    fn taken_over(&self, id: &str) {
+        if let Some(signal) = self.lock().get(id) {
+            // A stored permit: the run sees it even if it is not waiting at this moment.
+            signal.notify_one();
+        }
     }
 }
 
@@ -75,12 +93,24 @@ impl LiveRuns {
 pub struct LiveRun {
     runs: Arc<LiveRuns>,
     id: String,
+    taken: Arc<Notify>,
+}
+
+impl LiveRun {
+    pub fn run_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Completes when a heartbeat finds the run claimed by another process (a resume that
+    /// took this host for stopped): the run must stop here.
+    pub async fn taken_over(&self) {
+        self.taken.notified().await
+    }
 }
 
 impl Drop for LiveRun {
     fn drop(&mut self) {
-        let mut live = self.runs.0.lock().unwrap_or_else(PoisonError::into_inner);
-        live.remove(&self.id);
+        self.runs.lock().remove(&self.id);
     }
 }
 
@@ -88,28 +118,43 @@ impl Records {
     /// Counts `run_id` among the runs this host reports as running, until the guard drops.
     pub fn live_run(&self, run_id: &str) -> LiveRun {
         let runs = self.live.clone();
-        runs.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(run_id.to_string());
+        let taken = Arc::new(Notify::new());
+        runs.lock().insert(run_id.to_string(), taken.clone());
         LiveRun {
             runs,
             id: run_id.to_string(),
+            taken,
         }
     }
 
     /// Records, at time `at` (microseconds), that this process still runs each of its live
     /// runs. A run that ended, or that another process has claimed since (a resume after this
-    /// host was taken for stopped), is left alone. Nothing is written when no run is live.
+    /// host was taken for stopped), is left alone, and a claimed one is told
+    /// ([`LiveRun::taken_over`]). Nothing is written when no run is live.
     pub async fn heartbeat(&self, at: i64) -> Result<(), RecordsError> {
         let ids = self.live.ids();
-        self.heartbeat_runs(&ids, at).await
+        let changed = self.heartbeat_runs(&ids, at).await?;
+        for (id, _) in ids.iter().zip(changed).filter(|(_, n)| *n == 0) {
+            // Not matched: the run ended (its guard not yet dropped) or another process holds
+            // it. Rare, so read the row to tell which.
+            if let Some((run, _, _)) = self.run(id).await? {
+                if run.phase == PHASE_RUNNING && run.host.as_deref() != self.process() {
+                    self.live.taken_over(id);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// [`Records::heartbeat`] for the given runs (of this process).
-    pub async fn heartbeat_runs(&self, run_ids: &[String], at: i64) -> Result<(), RecordsError> {
+    /// [`Records::heartbeat`] for the given runs (of this process), without telling anyone;
+    /// returns the rows each run's update changed (1, or 0 for a run not held any more).
+    pub async fn heartbeat_runs(
+        &self,
+        run_ids: &[String],
+        at: i64,
+    ) -> Result<Vec<u64>, RecordsError> {
         if run_ids.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let me = self.process().unwrap_or("");
         let statements: Vec<_> = run_ids
@@ -129,8 +174,7 @@ impl Records {
             .collect();
         self.backend()
             .transaction("recording the heartbeat of this host's runs", &statements)
-            .await?;
-        Ok(())
+            .await
     }
 }
 
