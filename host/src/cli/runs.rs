@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use clap::Subcommand;
 use sluice_host::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
-use sluice_host::records::liveness::{HostProcess, Liveness};
 use sluice_host::records::{ActionRecord, AttemptRecord, EventRecord, RunFilter};
 use sluice_host::values::json::document_to_json;
 use sluice_host::Host;
@@ -105,7 +104,7 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
             );
             println!("scope    {}/{}", r.project, r.domain);
             match (r.host_gone, r.host_now()) {
-                (true, RunHost::Gone) if process_gone(r.host.as_deref()) => println!(
+                (true, RunHost::Exited) => println!(
                     "phase    stopped (recorded running, but the process running it is gone; \
                      continue it with `sluice run --resume {}`)",
                     r.id
@@ -283,11 +282,4 @@ pub async fn print_run_json(host: &Host, run_id: &str) -> Result<(), Failure> {
         serde_json::to_string_pretty(&json).unwrap_or_default()
     );
     Ok(())
-}
-
-/// Whether `host` names a process on this machine that is gone (rather than a silent host
-/// elsewhere).
-fn process_gone(host: Option<&str>) -> bool {
-    host.and_then(HostProcess::parse)
-        .is_some_and(|p| p.liveness() == Liveness::Gone)
 }

@@ -410,9 +410,9 @@ pub(crate) async fn answer_from_cache(
     }
 }
 
-/// Refuses a run that another live process is running (on this machine; a process elsewhere
-/// cannot be seen from here and is taken as stopped, as a crash would leave it), then records
-/// this process as the one running it. A run of this very process is the embedder's to resume.
+/// Refuses a run that another live process is running (on this machine, by `/proc`; elsewhere,
+/// while its host's heartbeat is fresh), then records this process as the one running it. A
+/// run of this very process is the embedder's to resume.
 async fn claim_stopped_run(ctx: &RunContext, run: &RunRecord) -> Result<(), RunError> {
     let recorded = run.host.as_deref();
     if recorded != ctx.records.process() {

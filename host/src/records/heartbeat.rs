@@ -37,7 +37,9 @@ pub enum RunHost {
     Alive,
     /// Its host reported this many seconds ago, within [`HEARTBEAT_STALE_AFTER`].
     Reporting { seconds_ago: u64 },
-    /// Its process is gone, or its host has been silent past [`HEARTBEAT_STALE_AFTER`].
+    /// Its process ran on this machine and is gone (`/proc`).
+    Exited,
+    /// Its host has been silent past [`HEARTBEAT_STALE_AFTER`].
     Gone,
     /// Nothing to tell it by (a row from before heartbeats, on another machine).
     Unknown,
@@ -48,7 +50,7 @@ pub enum RunHost {
 pub fn run_host(host: Option<&str>, heartbeat_at: Option<i64>, now: i64) -> RunHost {
     match host.and_then(HostProcess::parse).map(|p| p.liveness()) {
         Some(Liveness::Alive) => return RunHost::Alive,
-        Some(Liveness::Gone) => return RunHost::Gone,
+        Some(Liveness::Gone) => return RunHost::Exited,
         Some(Liveness::Unknown) | None => {}
     }
     let Some(beat) = heartbeat_at else {
@@ -69,6 +71,13 @@ pub fn run_host(host: Option<&str>, heartbeat_at: Option<i64>, now: i64) -> RunH
 /// the clones of one [`Records`]).
 #[derive(Debug, Default)]
 pub(crate) struct LiveRuns(Mutex<HashMap<String, Arc<Notify>>>);
+
+impl RunHost {
+    /// The run stopped: its process exited, or its host fell silent.
+    pub fn stopped(self) -> bool {
+        matches!(self, RunHost::Exited | RunHost::Gone)
+    }
+}
 
 impl LiveRuns {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
@@ -137,7 +146,7 @@ impl Records {
         for (id, _) in ids.iter().zip(changed).filter(|(_, n)| *n == 0) {
             // Not matched: the run ended (its guard not yet dropped) or another process holds
             // it. Rare, so read the row to tell which.
-            if let Some((run, _, _)) = self.run(id).await? {
+            if let Some(run) = self.run_record(id).await? {
                 if run.phase == PHASE_RUNNING && run.host.as_deref() != self.process() {
                     self.live.taken_over(id);
                 }

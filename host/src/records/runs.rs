@@ -137,7 +137,7 @@ fn run_from_row(row: &[SqlValue]) -> RunRecord {
 
 impl RunRecord {
     fn with_liveness(mut self) -> RunRecord {
-        self.host_gone = self.phase == PHASE_RUNNING && self.host_now() == RunHost::Gone;
+        self.host_gone = self.phase == PHASE_RUNNING && self.host_now().stopped();
         self
     }
 
@@ -173,21 +173,26 @@ impl Records {
         Ok(rows.iter().map(|r| run_from_row(r)).collect())
     }
 
-    /// One run with its actions and attempts.
-    pub async fn run(
-        &self,
-        run_id: &str,
-    ) -> Result<Option<(RunRecord, Vec<ActionRecord>, Vec<AttemptRecord>)>, RecordsError> {
+    /// One run's row alone.
+    pub async fn run_record(&self, run_id: &str) -> Result<Option<RunRecord>, RecordsError> {
         let what = format!("reading run {run_id}");
         let sql = format!("{SELECT_RUN} WHERE id = $1");
         let rows = self
             .backend()
             .query(&what, &sql, vec![run_id.into()], RUN_KINDS)
             .await?;
-        let Some(row) = rows.first() else {
+        Ok(rows.first().map(|row| run_from_row(row)))
+    }
+
+    /// One run with its actions and attempts.
+    pub async fn run(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(RunRecord, Vec<ActionRecord>, Vec<AttemptRecord>)>, RecordsError> {
+        let Some(run) = self.run_record(run_id).await? else {
             return Ok(None);
         };
-        let run = run_from_row(row);
+        let what = format!("reading run {run_id}");
         let actions = self
             .backend()
             .query(
