@@ -221,6 +221,7 @@ fn main() {
     // As the `sluice` command does, before any thread starts.
     sluice_host::process::keep_freed_buffers();
     sluice_host::process::sqlite_without_memory_statistics();
+    sluice_host::process::sqlite_on_mimalloc();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -131,6 +131,8 @@ pub fn main() -> ExitCode {
     }
     sluice_host::process::keep_freed_buffers();
     sluice_host::process::sqlite_without_memory_statistics();
+    #[cfg(feature = "mimalloc")]
+    sluice_host::process::sqlite_on_mimalloc();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,7 +6,7 @@ use object_store::ObjectStoreExt;
 
 use super::frames::FrameSource;
 use super::objects::{io_error, store_error};
-use super::{DataError, DataStore, ObjectReader, ObjectWriter};
+use super::{object_path, DataError, DataStore, ObjectReader, ObjectWriter};
 
 /// Directory (inside a local store) that holds objects being written until they finish.
 const LOCAL_TEMP_DIR: &str = ".sluice-tmp";
@@ -52,7 +52,7 @@ impl DataStore {
                 .map_err(|e| io_error(uri, e))?;
                 ObjectReader::local(uri, file.into_std())
             }
-            None => ObjectReader::remote(uri, self.store.clone(), Path::from(rel)).await,
+            None => ObjectReader::remote(uri, self.store.clone(), object_path(rel)).await,
         }
     }
 
@@ -77,7 +77,7 @@ impl DataStore {
         }
         let got = self
             .store
-            .get(&Path::from(rel))
+            .get(&object_path(rel))
             .await
             .map_err(|e| store_error(uri, e))?;
         Ok(FrameSource::Fetched(
@@ -95,7 +95,7 @@ impl DataStore {
                     .join(ulid::Ulid::generate().to_string());
                 ObjectWriter::local(&uri, temp, root.join(rel))
             }
-            None => ObjectWriter::remote(&uri, &self.store, &Path::from(rel)).await,
+            None => ObjectWriter::remote(&uri, &self.store, &object_path(rel)).await,
         }
     }
 
@@ -110,7 +110,7 @@ impl DataStore {
                 files
             }
             None => {
-                let prefix = Path::from(rel);
+                let prefix = object_path(rel);
                 let metas: Vec<_> = self
                     .store
                     .list(Some(&prefix))
@@ -141,10 +141,10 @@ impl DataStore {
                 Err(e) => Err(io_error(&uri, e)),
             };
         }
-        match self.store.head(&Path::from(rel)).await {
+        match self.store.head(&object_path(rel)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => {
-                let prefix = Path::from(rel);
+                let prefix = object_path(rel);
                 let mut listing = self.store.list(Some(&prefix));
                 Ok(listing
                     .try_next()
@@ -168,7 +168,7 @@ impl DataStore {
     /// Counts the objects under `rel/` and their bytes.
     pub async fn usage(&self, rel: &str) -> Result<PrefixUsage, DataError> {
         let uri = self.uri_of(rel);
-        let prefix = Path::from(rel);
+        let prefix = object_path(rel);
         let mut listing = self.store.list(Some(&prefix));
         let mut usage = PrefixUsage::default();
         while let Some(meta) = listing.try_next().await.map_err(|e| store_error(&uri, e))? {
@@ -190,7 +190,7 @@ impl DataStore {
                 Err(e) => Err(io_error(&uri, e)),
             };
         }
-        let prefix = Path::from(rel);
+        let prefix = object_path(rel);
         let paths: Vec<Path> = self
             .store
             .list(Some(&prefix))
