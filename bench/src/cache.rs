@@ -52,6 +52,22 @@ fn verdict(value: Duration, goal_us: f64) -> &'static str {
 }
 
 pub async fn run(n: usize) {
+    // `SLUICE_BENCH_ONLY=memory` or `=durable` runs that case alone (for profilers).
+    let only = std::env::var("SLUICE_BENCH_ONLY").ok();
+    if let Some(case) = only.as_deref() {
+        let home = super::bench_home();
+        let host = match case {
+            "memory" => memory_host(home.path()).await,
+            _ => durable_host(home.path()).await,
+        };
+        let (miss, hit) = misses_then_hits(&host, n).await;
+        println!(
+            "cached task, {case} alone: hit {:.1} µs, miss+write {:.1} µs",
+            us(hit),
+            us(miss)
+        );
+        return;
+    }
     let home = super::bench_home();
     let durable = durable_host(home.path()).await;
     let (d_miss, d_hit) = misses_then_hits(&durable, n).await;
