@@ -52,13 +52,15 @@ fn verdict(value: Duration, goal_us: f64) -> &'static str {
 }
 
 pub async fn run(n: usize) {
-    // `SLUICE_BENCH_ONLY=memory` or `=durable` runs that case alone (for profilers).
+    // `SLUICE_BENCH_ONLY=memory` or `=durable` runs that case alone (for profilers); any other
+    // value runs both, as the chain does.
     let only = std::env::var("SLUICE_BENCH_ONLY").ok();
-    if let Some(case) = only.as_deref() {
+    if let Some(case @ ("memory" | "durable")) = only.as_deref() {
         let home = super::bench_home();
-        let host = match case {
-            "memory" => memory_host(home.path()).await,
-            _ => durable_host(home.path()).await,
+        let host = if case == "memory" {
+            memory_host(home.path()).await
+        } else {
+            durable_host(home.path()).await
         };
         let (miss, hit) = misses_then_hits(&host, n).await;
         println!(
