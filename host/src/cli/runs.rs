@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use clap::Subcommand;
 use sluice_host::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
-use sluice_host::records::{ActionRecord, AttemptRecord, EventRecord, RunFilter};
+use sluice_host::records::{ActionRecord, AttemptRecord, EventRecord, RunFilter, PHASE_RUNNING};
 use sluice_host::values::json::document_to_json;
 use sluice_host::Host;
 
@@ -103,19 +103,21 @@ pub async fn run(host: &Host, cmd: Command) -> Result<u8, Failure> {
                 &r.component_digest[..16]
             );
             println!("scope    {}/{}", r.project, r.domain);
-            match (r.host_gone, r.host_now()) {
-                (true, RunHost::Exited) => println!(
+            // The host is judged once here (not through `host_gone` and again through
+            // `host_now`, which could read `/proc` and the clock differently).
+            match (r.phase == PHASE_RUNNING).then(|| r.host_now()) {
+                Some(RunHost::Exited) => println!(
                     "phase    stopped (recorded running, but the process running it is gone; \
                      continue it with `sluice run --resume {}`)",
                     r.id
                 ),
-                (true, _) => println!(
+                Some(RunHost::Gone) => println!(
                     "phase    stopped (recorded running, but its host has not reported for \
                      more than {} s; continue it with `sluice run --resume {}`)",
                     HEARTBEAT_STALE_AFTER.as_secs(),
                     r.id
                 ),
-                (false, RunHost::Reporting { seconds_ago }) if r.phase == "running" => println!(
+                Some(RunHost::Reporting { seconds_ago }) => println!(
                     "phase    running (on another machine; its host reported {seconds_ago} s ago)"
                 ),
                 _ => println!("phase    {}", r.phase),
