@@ -5,11 +5,13 @@
 //! array of binaries), and the row pointing at it is written only after the object is stored,
 //! so a replay never finds a row without its items.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use crate::data::{DataError, DataStore};
 use crate::records::events::kind;
-use crate::records::{Records, RecordsError, TraceKey};
+use crate::records::{Records, RecordsError, StartRecord, TraceKey};
 use crate::values::{msgpack, Value, ValueError};
 
 /// Longest trace name accepted.
@@ -33,9 +35,19 @@ pub enum TraceError {
     Data(#[from] DataError),
 }
 
+/// The attempt whose traces a session records, and its prefix in the store.
+pub struct TracedAttempt<'a> {
+    pub run_id: &'a str,
+    pub action_id: &'a str,
+    pub attempt: u32,
+    pub prefix: &'a str,
+}
+
 /// One attempt's view of its action's checkpoints.
 pub struct TraceSession {
     records: Records,
+    /// The action's start, written before the first row about its traces.
+    start: Arc<StartRecord>,
     store: DataStore,
     run_id: String,
     action_id: String,
@@ -50,20 +62,19 @@ pub struct TraceSession {
 impl TraceSession {
     pub fn new(
         records: Records,
+        start: Arc<StartRecord>,
         store: DataStore,
-        run_id: &str,
-        action_id: &str,
-        attempt: u32,
-        prefix: &str,
+        of: TracedAttempt<'_>,
         limit_bytes: u64,
     ) -> Self {
         TraceSession {
             records,
+            start,
             store,
-            run_id: run_id.to_string(),
-            action_id: action_id.to_string(),
-            attempt,
-            prefix: prefix.to_string(),
+            run_id: of.run_id.to_string(),
+            action_id: of.action_id.to_string(),
+            attempt: of.attempt,
+            prefix: of.prefix.to_string(),
             limit_bytes,
             recorded: 0,
         }
@@ -134,6 +145,7 @@ impl TraceSession {
                 })
             }
         };
+        self.start.write(&self.records).await?;
         self.records
             .append_event(
                 &self.run_id,
@@ -171,6 +183,7 @@ impl TraceSession {
         let rel = format!("{}/trace-{}.msgpack", self.prefix, self.recorded);
         let uri = self.store.put(&rel, doc).await?;
         let args_hash = hex::encode(Sha256::digest(args));
+        self.start.write(&self.records).await?;
         self.records
             .trace_record(&self.key(name, &args_hash), self.attempt, &uri, count)
             .await?;

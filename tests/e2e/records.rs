@@ -2,7 +2,9 @@
 //! path PostgreSQL takes), run through the same statements on a real SQLite file.
 
 use sluice_host::records::heartbeat::{RunHost, HEARTBEAT_STALE_AFTER};
-use sluice_host::records::{now_micros, AfterAttempt, AttemptEnd, NewRun, Records, RunFilter};
+use sluice_host::records::{
+    now_micros, AfterAttempt, AttemptEnd, CacheEntry, NewRun, Records, RunFilter, StartRecord,
+};
 
 async fn exercise(url: &str) {
     let records = Records::connect(url).await.unwrap();
@@ -167,18 +169,24 @@ fn root_run(id: &str, started_at: i64) -> NewRun {
     }
 }
 
+/// The suite's database (its URL and records) in `home`, with component `d1` registered.
+async fn records_of_component_d1(home: &std::path::Path) -> (String, Records) {
+    let url = sluice_tests::test_database_url(home).await;
+    let records = Records::connect(&url).await.unwrap();
+    records
+        .register_component("d1", "x.wasm", "env", 10, &[])
+        .await
+        .unwrap();
+    (url, records)
+}
+
 /// The steps of a run its host lost and a caller ran again (resume, a re-called child), on the
 /// suite's database (SQLite here, PostgreSQL in the second pass, where each step's statements
 /// go to the server as one: an update of the action with an attempt that refers to it).
 #[tokio::test]
 async fn a_lost_attempt_and_a_reopened_action_are_recorded_in_order() {
     let home = tempfile::tempdir().unwrap();
-    let url = sluice_tests::test_database_url(home.path()).await;
-    let records = Records::connect(&url).await.unwrap();
-    records
-        .register_component("d1", "x.wasm", "env", 10, &[])
-        .await
-        .unwrap();
+    let (url, records) = records_of_component_d1(home.path()).await;
     let run = root_run("r1", 1000);
     records
         .create_action(&run, &[("cache-miss", Some("why".into()))])
@@ -336,4 +344,220 @@ async fn unknown_database_urls_are_refused_by_name() {
 async fn the_configured_test_database() {
     let dir = tempfile::tempdir().unwrap();
     exercise(&sluice_tests::test_database_url(dir.path()).await).await;
+}
+
+/// The end of a root action's first attempt on `run`, at `ended_at`, with `outcome`.
+fn first_attempt_end(
+    run: &str,
+    ended_at: i64,
+    outcome: Result<String, (String, String)>,
+) -> AttemptEnd {
+    AttemptEnd {
+        run_id: run.into(),
+        action_id: "a0".into(),
+        attempt: 1,
+        ended_at,
+        outcome,
+        log_uri: Some(format!("memory:///{run}/log.txt")),
+        instantiate_us: Some(3),
+        call_us: Some(4),
+        ends_run: true,
+    }
+}
+
+/// The kinds of run `id`'s events, oldest first.
+async fn event_kinds(records: &Records, id: &str) -> Vec<String> {
+    let events = records.events(id).await.unwrap();
+    events.into_iter().map(|e| e.kind).collect()
+}
+
+/// A start held back (an attempt that ended before it waited for anything) is written with
+/// the end as rows born finished, or with a retry's end in one transaction, or on its own
+/// once asked for; whichever way, the records read as if it had been written first, on the
+/// suite's database (SQLite here, PostgreSQL in the second pass).
+#[tokio::test]
+async fn a_held_start_is_recorded_with_its_end_or_on_its_own() {
+    let home = tempfile::tempdir().unwrap();
+    let (url, records) = records_of_component_d1(home.path()).await;
+
+    // Succeeded, with a cache entry: the run, action and attempt are born succeeded.
+    let mut cached = root_run("r1", 1000);
+    cached.cache_key = Some("k1".into());
+    cached.cache_status = "miss".into();
+    let held = StartRecord::held(cached, &[("cache-miss", Some("no entry".into()))]);
+    let entry = CacheEntry {
+        cache_key: "k1".into(),
+        scope: "global".into(),
+        task: "env.t".into(),
+        component_digest: "d1".into(),
+        outputs_uri: "memory:///r1/outputs.msgpack".into(),
+        run_id: "r1".into(),
+        action_id: "a0".into(),
+        created_at: 2000,
+        inputs_uri: None,
+        inputs_sha256: None,
+    };
+    let end = first_attempt_end("r1", 2000, Ok(entry.outputs_uri.clone()));
+    let after = AfterAttempt::Final {
+        cache: Some(Box::new(entry)),
+    };
+    let start = held.take().await.expect("still held");
+    assert!(held.take().await.is_none(), "taken once");
+    records
+        .finish_held_attempt(start, &end, &after)
+        .await
+        .unwrap();
+    let (run, actions, attempts) = records.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (run.phase.as_str(), run.created_at, run.ended_at),
+        ("succeeded", 1000, Some(2000)),
+        "{url}"
+    );
+    assert_eq!(run.host.as_deref(), records.process(), "{url}");
+    assert_eq!(
+        (actions[0].phase.as_str(), actions[0].outputs_uri.as_deref()),
+        ("succeeded", Some("memory:///r1/outputs.msgpack")),
+        "{url}"
+    );
+    assert_eq!(
+        actions[0].inputs_uri.as_deref(),
+        Some("memory:///r1/inputs.msgpack")
+    );
+    let a = &attempts[0];
+    assert_eq!(
+        (a.attempt, a.phase.as_str(), a.started_at, a.ended_at),
+        (1, "succeeded", 1000, Some(2000)),
+        "{url}"
+    );
+    assert_eq!(
+        (a.log_uri.as_deref(), a.instantiate_us, a.call_us),
+        (Some("memory:///r1/log.txt"), Some(3), Some(4)),
+        "{url}"
+    );
+    assert_eq!(
+        event_kinds(&records, "r1").await,
+        [
+            "created",
+            "cache-miss",
+            "started",
+            "cache-written",
+            "succeeded"
+        ],
+        "{url}"
+    );
+    let found = records.cache_lookup("k1", "global").await.unwrap();
+    assert_eq!(found.map(|e| e.run_id).as_deref(), Some("r1"), "{url}");
+
+    // Failed: the error is on the run, the action and the attempt.
+    let held = StartRecord::held(root_run("r2", 1000), &[]);
+    let error = Err(("user".to_string(), "bad input row 3".to_string()));
+    let end = first_attempt_end("r2", 2000, error);
+    let final_end = AfterAttempt::Final { cache: None };
+    let start = held.take().await.unwrap();
+    records
+        .finish_held_attempt(start, &end, &final_end)
+        .await
+        .unwrap();
+    let (run, actions, attempts) = records.run("r2").await.unwrap().unwrap();
+    for (phase, kind, text) in [
+        (&run.phase, &run.error_kind, &run.error_text),
+        (
+            &actions[0].phase,
+            &actions[0].error_kind,
+            &actions[0].error_text,
+        ),
+        (
+            &attempts[0].phase,
+            &attempts[0].error_kind,
+            &attempts[0].error_text,
+        ),
+    ] {
+        assert_eq!(
+            (phase.as_str(), kind.as_deref(), text.as_deref()),
+            ("failed", Some("user"), Some("bad input row 3")),
+            "{url}"
+        );
+    }
+    assert_eq!(actions[0].outputs_uri, None, "{url}");
+    assert_eq!(
+        event_kinds(&records, "r2").await,
+        ["created", "started", "failed"]
+    );
+
+    // A retry follows: the start and the failed attempt in one transaction, then attempt 2
+    // the plain way.
+    let held = StartRecord::held(root_run("r3", 1000), &[]);
+    let failed = Err(("trap".to_string(), "unreachable".to_string()));
+    let retry = AfterAttempt::Retry {
+        next_attempt: 2,
+        delay_ms: 10,
+    };
+    let start = held.take().await.unwrap();
+    records
+        .finish_held_attempt(start, &first_attempt_end("r3", 1500, failed), &retry)
+        .await
+        .unwrap();
+    let (run, actions, attempts) = records.run("r3").await.unwrap().unwrap();
+    assert_eq!(
+        (run.phase.as_str(), actions[0].phase.as_str()),
+        ("running", "running")
+    );
+    assert_eq!(
+        (
+            attempts[0].phase.as_str(),
+            attempts[0].error_kind.as_deref()
+        ),
+        ("failed", Some("trap")),
+        "{url}"
+    );
+    records
+        .start_attempt("r3", "a0", 2, "memory:///r3/inputs.msgpack")
+        .await
+        .unwrap();
+    let mut second = first_attempt_end("r3", 3000, Ok("memory:///r3/outputs.msgpack".into()));
+    second.attempt = 2;
+    records.finish_attempt(&second, &final_end).await.unwrap();
+    let (run, _, attempts) = records.run("r3").await.unwrap().unwrap();
+    let phases: Vec<&str> = attempts.iter().map(|a| a.phase.as_str()).collect();
+    assert_eq!(
+        (run.phase.as_str(), phases),
+        ("succeeded", vec!["failed", "succeeded"])
+    );
+    assert_eq!(
+        event_kinds(&records, "r3").await,
+        [
+            "created",
+            "started",
+            "retry-scheduled",
+            "started",
+            "succeeded"
+        ],
+        "{url}"
+    );
+
+    // Asked for (the attempt waited, or wrote a row of its own): written running, once,
+    // however often it is asked for; nothing is left for the end to write with it.
+    let held = StartRecord::held(root_run("r4", 1000), &[]);
+    assert!(
+        records.run("r4").await.unwrap().is_none(),
+        "{url}: held, not written"
+    );
+    held.write(&records).await.unwrap();
+    held.write(&records).await.unwrap();
+    assert!(held.take().await.is_none(), "{url}");
+    let (run, actions, attempts) = records.run("r4").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            run.phase.as_str(),
+            actions[0].phase.as_str(),
+            attempts[0].phase.as_str()
+        ),
+        ("running", "running", "running"),
+        "{url}"
+    );
+    assert_eq!(event_kinds(&records, "r4").await, ["created", "started"]);
+    // A start that is already written (a child, a resumed run) has nothing to write or take.
+    let written = StartRecord::written();
+    written.write(&records).await.unwrap();
+    assert!(written.take().await.is_none());
 }

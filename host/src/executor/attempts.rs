@@ -3,7 +3,10 @@
 //! (`<project>/<domain>/<run>/<action>/<attempt>/`).
 
 use std::collections::BTreeMap;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use super::cache::CachePlan;
@@ -13,9 +16,9 @@ use super::offload::offload;
 use super::{RunError, RunFailure, RunTimings};
 use crate::data::{AttemptPrefix, DataError, DataSession};
 use crate::engine::{AttemptFailure, AttemptLimits, LoadedComponent};
-use crate::records::{now_micros, AfterAttempt, AttemptEnd};
+use crate::records::{now_micros, AfterAttempt, AttemptEnd, StartRecord};
 use crate::spec::TaskSpec;
-use crate::traces::TraceSession;
+use crate::traces::{TraceSession, TracedAttempt};
 use crate::values::reference::{collect_refs, map_refs, RefMeta};
 use crate::values::validate::conform_document;
 use crate::values::{msgpack, Value, ValueError};
@@ -35,6 +38,8 @@ pub struct ActionRun<'a> {
     pub depth: u32,
     pub run_id: String,
     pub action_id: String,
+    /// The action's start: written, or held until its first attempt waits or ends.
+    pub start: Arc<StartRecord>,
     pub project: String,
     pub domain: String,
     pub inputs_uri: String,
@@ -81,7 +86,7 @@ fn retry_delay(spec: &TaskSpec, retry: u32) -> Duration {
 
 /// Runs attempts `first`, `first + 1`, ... of the action until one is accepted or no retry is
 /// left. `failed_before` counts attempts that already failed (a resumed run's), which use up
-/// retries; the first attempt's row must already exist.
+/// retries; the first attempt's row must already exist, or be held in `action.start`.
 pub async fn run_attempts(
     ctx: &Arc<RunContext>,
     action: &ActionRun<'_>,
@@ -109,30 +114,12 @@ pub async fn run_attempts(
             &action.action_id,
             attempt,
         );
-        let mut outcome = one_attempt(ctx, action, attempt, &prefix).await?;
-
-        // Outputs (and the values offloaded from them) are durable before any record says so.
-        let stored = match &outcome.outputs {
-            Ok(doc) => {
-                let full = msgpack::encode_document(doc);
-                match stored_form(ctx, &prefix, "outputs", doc, &full, action.inline_limit).await? {
-                    Ok(bytes) => Ok(ctx.store.put(&prefix.outputs(), bytes).await?),
-                    Err(f) => Err(f),
-                }
-            }
-            Err(f) => Err(f.clone()),
-        };
-        if let (Err(f), Ok(_)) = (&stored, &outcome.outputs) {
-            outcome.outputs = Err(f.clone());
-        }
-        let log_uri = match &outcome.log {
-            Some(text) => Some(
-                ctx.store
-                    .put(&prefix.log(), text.clone().into_bytes())
-                    .await?,
-            ),
-            None => None,
-        };
+        // Until the attempt waits for something, its start may still be held (see
+        // `records::StartRecord`): it is then written with the end, in one transaction.
+        // Pinned where it is made: a future this size costs a copy each time it moves.
+        let work = pin!(ended_attempt(ctx, action, attempt, &prefix));
+        let (mut outcome, stored, log_uri) =
+            writing_start_once_waiting(&action.start, ctx, work).await?;
         let retry = match &stored {
             Err(f) if worth_retrying(f) && failed < action.spec.retry.retries => {
                 Some(retry_delay(action.spec, failed + 1))
@@ -153,22 +140,21 @@ pub async fn run_attempts(
                 },
             },
         };
-        ctx.records
-            .finish_attempt(
-                &AttemptEnd {
-                    run_id: action.run_id.clone(),
-                    action_id: action.action_id.clone(),
-                    attempt,
-                    ended_at: now_micros(),
-                    outcome: stored.map_err(|f| (f.kind.clone(), f.message.clone())),
-                    log_uri,
-                    instantiate_us: Some(outcome.timings.instantiate.as_micros() as i64),
-                    call_us: Some(outcome.timings.call.as_micros() as i64),
-                    ends_run: action.depth == 0,
-                },
-                &after,
-            )
-            .await?;
+        let end = AttemptEnd {
+            run_id: action.run_id.clone(),
+            action_id: action.action_id.clone(),
+            attempt,
+            ended_at: now_micros(),
+            outcome: stored.map_err(|f| (f.kind.clone(), f.message.clone())),
+            log_uri,
+            instantiate_us: Some(outcome.timings.instantiate.as_micros() as i64),
+            call_us: Some(outcome.timings.call.as_micros() as i64),
+            ends_run: action.depth == 0,
+        };
+        match action.start.take().await {
+            Some(held) => ctx.records.finish_held_attempt(held, &end, &after).await?,
+            None => ctx.records.finish_attempt(&end, &after).await?,
+        }
         match retry {
             Some(delay) => {
                 tokio::time::sleep(delay).await;
@@ -184,6 +170,61 @@ pub async fn run_attempts(
             }
         }
     }
+}
+
+/// Awaits `work`, writing the action's start first if the start is still held and `work`
+/// has to wait for anything: an attempt that ends within its first poll is recorded with its
+/// start in one transaction, any other is seen running from the moment it waits.
+async fn writing_start_once_waiting<T>(
+    start: &StartRecord,
+    ctx: &RunContext,
+    mut work: Pin<&mut impl Future<Output = Result<T, RunError>>>,
+) -> Result<T, RunError> {
+    match poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        Poll::Ready(Ok(done)) => Ok(done),
+        // Recorded as the plain way would have left it: running, when the host failed it.
+        Poll::Ready(Err(e)) => {
+            start.write(&ctx.records).await?;
+            Err(e)
+        }
+        Poll::Pending => {
+            start.write(&ctx.records).await?;
+            work.await
+        }
+    }
+}
+
+/// One attempt run to its end, with its outputs document (or why there is none) and its log
+/// stored: outputs (and the values offloaded from them) are durable before any record says so.
+async fn ended_attempt(
+    ctx: &Arc<RunContext>,
+    action: &ActionRun<'_>,
+    attempt: u32,
+    prefix: &AttemptPrefix,
+) -> Result<(ActionOutcome, Result<String, RunFailure>, Option<String>), RunError> {
+    let mut outcome = one_attempt(ctx, action, attempt, prefix).await?;
+    let stored = match &outcome.outputs {
+        Ok(doc) => {
+            let full = msgpack::encode_document(doc);
+            match stored_form(ctx, prefix, "outputs", doc, &full, action.inline_limit).await? {
+                Ok(bytes) => Ok(ctx.store.put(&prefix.outputs(), bytes).await?),
+                Err(f) => Err(f),
+            }
+        }
+        Err(f) => Err(f.clone()),
+    };
+    if let (Err(f), Ok(_)) = (&stored, &outcome.outputs) {
+        outcome.outputs = Err(f.clone());
+    }
+    let log_uri = match &outcome.log {
+        Some(text) => Some(
+            ctx.store
+                .put(&prefix.log(), text.clone().into_bytes())
+                .await?,
+        ),
+        None => None,
+    };
+    Ok((outcome, stored, log_uri))
 }
 
 /// One attempt in a fresh sandbox, its outputs decoded and checked (not yet stored).
@@ -213,11 +254,14 @@ async fn one_attempt(
     };
     let trace = TraceSession::new(
         ctx.records.clone(),
+        action.start.clone(),
         ctx.store.clone(),
-        &action.run_id,
-        &action.action_id,
-        attempt,
-        prefix.as_str(),
+        TracedAttempt {
+            run_id: &action.run_id,
+            action_id: &action.action_id,
+            attempt,
+            prefix: prefix.as_str(),
+        },
         action.inline_limit,
     );
     // A child waits for a running slot in its run and in the host; the root always runs.
@@ -225,15 +269,7 @@ async fn one_attempt(
         0 => None,
         _ => acquire_running(ctx, &action.run).await,
     };
-    let calls = CallSession::new(
-        ctx.clone(),
-        action.run.clone(),
-        action.component.clone(),
-        &action.action_id,
-        action.depth,
-        attempt,
-        permits,
-    );
+    let calls = CallSession::new(ctx.clone(), action, attempt, permits);
     let report = ctx
         .engine
         .run_attempt(

@@ -25,7 +25,7 @@ use super::run::{attempt_limits, begin_action, Begun, NewAction};
 use super::{cache, RunError, RunFailure};
 use crate::data::{AttemptPrefix, DataSession, DataStore};
 use crate::engine::LoadedComponent;
-use crate::records::{now_micros, NewRun, PHASE_RUNNING, PHASE_SUCCEEDED};
+use crate::records::{now_micros, NewRun, StartRecord, PHASE_RUNNING, PHASE_SUCCEEDED};
 use crate::values::reference::{collect_refs, RefMeta};
 use crate::values::validate::conform_document;
 use crate::values::{msgpack, Value};
@@ -221,6 +221,8 @@ pub struct CallSession {
     run: Arc<RunShared>,
     caller: Arc<LoadedComponent>,
     parent_id: String,
+    /// The caller's start, written before any child's row (it may still be held).
+    caller_start: Arc<StartRecord>,
     /// The caller's depth: the root action is 0.
     depth: u32,
     /// The caller's attempt: on attempt 1 it has no children from before (a resumed or retried
@@ -233,21 +235,20 @@ pub struct CallSession {
 }
 
 impl CallSession {
+    /// The calls of attempt `attempt` of `caller`, which holds `held` when it is a child.
     pub fn new(
         ctx: Arc<RunContext>,
-        run: Arc<RunShared>,
-        caller: Arc<LoadedComponent>,
-        parent_id: &str,
-        depth: u32,
+        caller: &ActionRun<'_>,
         attempt: u32,
         held: Option<RunningPermits>,
     ) -> Self {
         CallSession {
             ctx,
-            run,
-            caller,
-            parent_id: parent_id.to_string(),
-            depth,
+            run: caller.run.clone(),
+            caller: caller.component.clone(),
+            parent_id: caller.action_id.clone(),
+            caller_start: caller.start.clone(),
+            depth: caller.depth,
             attempt,
             next_seq: 0,
             held,
@@ -303,11 +304,15 @@ impl CallSession {
         let run = self.run.clone();
         let caller = self.caller.clone();
         let parent = self.parent_id.clone();
+        let parent_start = self.caller_start.clone();
         let depth = self.depth + 1;
         let may_exist = self.attempt > 1;
         Child(tokio::spawn(async move {
             let seq = call.seq;
-            let result = run_child(&ctx, &run, &caller, &parent, depth, may_exist, call).await;
+            let result = match parent_start.write(&ctx.records).await {
+                Ok(()) => run_child(&ctx, &run, &caller, &parent, depth, may_exist, call).await,
+                Err(e) => Err(CallFailure::host(&call.task, "", e.into())),
+            };
             let progress = &run.progress;
             if result.is_err() {
                 progress.failed.fetch_add(1, Ordering::Relaxed);
@@ -510,6 +515,7 @@ async fn run_child(
         depth,
         run_id: run.run_id.clone(),
         action_id: action_id.clone(),
+        start: StartRecord::written(),
         project: run.project.clone(),
         domain: run.domain.clone(),
         inputs_uri: String::new(),
@@ -661,14 +667,17 @@ async fn start_new(
         limits: &action.limits,
         inputs_path: &inputs_path,
         stored,
+        hold_start: false,
     };
     match begin_action(ctx, start).await.map_err(host_err)? {
         Begun::Answered(outputs) => Ok(Started::Answered(outputs)),
         Begun::Recorded {
             inputs_uri,
             reserved,
+            start,
         } => {
             action.inputs_uri = inputs_uri;
+            action.start = start;
             action.cache = plan;
             Ok(Started::Recorded { reserved })
         }

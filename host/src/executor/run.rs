@@ -18,7 +18,7 @@ use crate::engine::{AttemptLimits, LoadedComponent};
 use crate::records::events::kind;
 use crate::records::heartbeat::{LiveRun, RunHost, HEARTBEAT_STALE_AFTER};
 use crate::records::liveness::HostProcess;
-use crate::records::{now_micros, NewRun, RunRecord, PHASE_RUNNING};
+use crate::records::{now_micros, NewRun, RunRecord, StartRecord, PHASE_RUNNING};
 use crate::spec::TaskSpec;
 use crate::values::validate::conform_document;
 use crate::values::{msgpack, Value};
@@ -165,8 +165,9 @@ pub async fn execute(
         limits: &limits,
         inputs_path: &inputs_path,
         stored: stored_bytes,
+        hold_start: true,
     };
-    let (inputs_uri, reserved) = match begin_action(ctx, start).await? {
+    let (inputs_uri, reserved, start) = match begin_action(ctx, start).await? {
         Begun::Answered(outputs) => {
             let total = started.elapsed();
             return Ok(RunOutcome {
@@ -183,7 +184,8 @@ pub async fn execute(
         Begun::Recorded {
             inputs_uri,
             reserved,
-        } => (inputs_uri, reserved),
+            start,
+        } => (inputs_uri, reserved, start),
     };
     let reported = ctx.records.live_run(&run_id);
     let run = RunShared::new(
@@ -204,6 +206,7 @@ pub async fn execute(
         inline_limit,
         run_id: run_id.clone(),
         action_id: ROOT_ACTION.to_string(),
+        start,
         project: req.project.clone(),
         domain: req.domain.clone(),
         inputs_uri,
@@ -248,20 +251,29 @@ pub(crate) struct NewAction<'a> {
     pub inputs_path: &'a str,
     /// The inputs document as stored (offloaded values as references).
     pub stored: Vec<u8>,
+    /// Hold the start back until the first attempt waits or ends (see `records::StartRecord`),
+    /// instead of writing it before the attempt.
+    pub hold_start: bool,
 }
 
 /// How a new action began.
 pub(crate) enum Begun {
     /// The cache answered: the action is recorded as a hit and nothing runs.
     Answered(BTreeMap<String, Value>),
-    /// The action is recorded running with its inputs document at `inputs_uri`; `reserved`
-    /// when it holds the key of a serialized cache (to be given back when it ends).
-    Recorded { inputs_uri: String, reserved: bool },
+    /// The action is recorded running (or its start is held in `start`) with its inputs
+    /// document at `inputs_uri`; `reserved` when it holds the key of a serialized cache (to be
+    /// given back when it ends).
+    Recorded {
+        inputs_uri: String,
+        reserved: bool,
+        start: Arc<StartRecord>,
+    },
 }
 
 /// Begins an action (a run's root or a child): answers it from its cache when it caches and
 /// an entry is usable, else stores its inputs document and records it running, with the
-/// events `created`, `cache-miss` (and why) and `started`, in one transaction.
+/// events `created`, `cache-miss` (and why) and `started`, in one transaction (or holds that
+/// start back, with `hold_start`).
 pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result<Begun, RunError> {
     let NewAction {
         mut record,
@@ -271,7 +283,9 @@ pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result
         limits,
         inputs_path,
         stored,
+        hold_start,
     } = new;
+    let run_id = record.run_id.clone();
     let mut extra_events = Vec::new();
     let mut reserved = false;
     if let Some(plan) = plan {
@@ -312,21 +326,26 @@ pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result
     }
     let recorded = async {
         record.inputs_uri = ctx.store.put(inputs_path, stored).await?;
+        let inputs_uri = record.inputs_uri.clone();
+        if hold_start {
+            return Ok((inputs_uri, StartRecord::held(record, &extra_events)));
+        }
         ctx.records.create_action(&record, &extra_events).await?;
-        Ok::<_, RunError>(())
+        Ok::<_, RunError>((inputs_uri, StartRecord::written()))
     }
     .await;
     match recorded {
-        Ok(()) => Ok(Begun::Recorded {
-            inputs_uri: record.inputs_uri,
+        Ok((inputs_uri, start)) => Ok(Begun::Recorded {
+            inputs_uri,
             reserved,
+            start,
         }),
         Err(e) => {
             // Given back, or waiting runs would wait for a run that never writes its entry.
             if let Some(plan) = plan.filter(|_| reserved) {
                 let _ = ctx
                     .records
-                    .cache_release(&plan.key, &plan.scope, &record.run_id)
+                    .cache_release(&plan.key, &plan.scope, &run_id)
                     .await;
             }
             Err(e)
@@ -552,6 +571,7 @@ pub async fn resume(
             .unwrap_or(ctx.limits.inline_limit_bytes),
         run_id: run_id.to_string(),
         action_id: ROOT_ACTION.to_string(),
+        start: StartRecord::written(),
         project: run.project.clone(),
         domain: run.domain.clone(),
         inputs_uri,

@@ -56,17 +56,76 @@ pub enum AfterAttempt {
     Retry { next_attempt: u32, delay_ms: u64 },
 }
 
-fn attempt_row(run_id: &str, action_id: &str, attempt: u32, at: i64, inputs: &str) -> Statement {
+/// How a row ends: its phase, when, and its outputs or its error. A row written while its
+/// action runs ends as [`RowEnd::running`].
+pub(super) struct RowEnd {
+    pub phase: &'static str,
+    pub at: Option<i64>,
+    pub outputs_uri: SqlValue,
+    pub error_kind: SqlValue,
+    pub error_text: SqlValue,
+}
+
+impl RowEnd {
+    pub fn running() -> RowEnd {
+        RowEnd {
+            phase: PHASE_RUNNING,
+            at: None,
+            outputs_uri: SqlValue::Null,
+            error_kind: SqlValue::Null,
+            error_text: SqlValue::Null,
+        }
+    }
+
+    /// The end of an attempt that ended at `at` with `outcome`.
+    pub fn of(at: i64, outcome: &Result<String, (String, String)>) -> RowEnd {
+        match outcome {
+            Ok(uri) => RowEnd {
+                phase: PHASE_SUCCEEDED,
+                at: Some(at),
+                outputs_uri: uri.as_str().into(),
+                error_kind: SqlValue::Null,
+                error_text: SqlValue::Null,
+            },
+            Err((kind, text)) => RowEnd {
+                phase: PHASE_FAILED,
+                at: Some(at),
+                outputs_uri: SqlValue::Null,
+                error_kind: kind.as_str().into(),
+                error_text: text.as_str().into(),
+            },
+        }
+    }
+}
+
+/// An attempt's row as it is at `end` (running, or ended with `ended`'s log and timings).
+pub(super) fn attempt_row(
+    run_id: &str,
+    action_id: &str,
+    attempt: u32,
+    started_at: i64,
+    inputs: &str,
+    end: &RowEnd,
+    ended: Option<&AttemptEnd>,
+) -> Statement {
     (
-        "INSERT INTO attempts (run_id, action_id, attempt, phase, started_at, inputs_uri) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO attempts (run_id, action_id, attempt, phase, started_at, inputs_uri, \
+         ended_at, outputs_uri, log_uri, error_kind, error_text, instantiate_us, call_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         vec![
             run_id.into(),
             action_id.into(),
             (attempt as i64).into(),
-            PHASE_RUNNING.into(),
-            at.into(),
+            end.phase.into(),
+            started_at.into(),
             inputs.into(),
+            end.at.into(),
+            end.outputs_uri.clone(),
+            ended.and_then(|e| e.log_uri.as_deref()).into(),
+            end.error_kind.clone(),
+            end.error_text.clone(),
+            ended.and_then(|e| e.instantiate_us).into(),
+            ended.and_then(|e| e.call_us).into(),
         ],
     )
 }
@@ -74,7 +133,15 @@ fn attempt_row(run_id: &str, action_id: &str, attempt: u32, at: i64, inputs: &st
 /// A new attempt's row, running, and its `started` event.
 fn attempt_started(run_id: &str, action_id: &str, attempt: u32, inputs: &str) -> [Statement; 2] {
     [
-        attempt_row(run_id, action_id, attempt, now_micros(), inputs),
+        attempt_row(
+            run_id,
+            action_id,
+            attempt,
+            now_micros(),
+            inputs,
+            &RowEnd::running(),
+            None,
+        ),
         event(
             run_id,
             action_id,
@@ -84,50 +151,87 @@ fn attempt_started(run_id: &str, action_id: &str, attempt: u32, inputs: &str) ->
     ]
 }
 
-fn run_row(run: &NewRun, phase: &str, ended_at: Option<i64>, host: Option<&str>) -> Statement {
+pub(super) fn run_row(run: &NewRun, end: &RowEnd, host: Option<&str>) -> Statement {
     (
         "INSERT INTO runs (id, project, domain, component_digest, task, phase, created_at, \
-         ended_at, raw_data_path, host, heartbeat_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7)",
+         ended_at, error_kind, error_text, raw_data_path, host, heartbeat_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $7)",
         vec![
             (&run.run_id).into(),
             (&run.project).into(),
             (&run.domain).into(),
             (&run.component_digest).into(),
             (&run.task).into(),
-            phase.into(),
+            end.phase.into(),
             run.started_at.into(),
-            ended_at.into(),
+            end.at.into(),
+            end.error_kind.clone(),
+            end.error_text.clone(),
             run.raw_data_path.as_deref().into(),
             host.into(),
         ],
     )
 }
 
-fn action_row(
-    run: &NewRun,
-    phase: &str,
-    ended_at: Option<i64>,
-    outputs_uri: Option<&str>,
-) -> Statement {
+pub(super) fn action_row(run: &NewRun, end: &RowEnd) -> Statement {
     (
         "INSERT INTO actions (run_id, id, task, phase, started_at, ended_at, inputs_uri, \
-         outputs_uri, cache_key, cache_status, parent_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         outputs_uri, error_kind, error_text, cache_key, cache_status, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         vec![
             (&run.run_id).into(),
             (&run.action_id).into(),
             (&run.task).into(),
-            phase.into(),
+            end.phase.into(),
             run.started_at.into(),
-            ended_at.into(),
+            end.at.into(),
             (&run.inputs_uri).into(),
-            outputs_uri.into(),
+            end.outputs_uri.clone(),
+            end.error_kind.clone(),
+            end.error_text.clone(),
             run.cache_key.as_deref().into(),
             (&run.cache_status).into(),
             run.parent_id.as_deref().into(),
         ],
     )
+}
+
+/// The events that open an action: `created`, `extra` ones, and `started` (of attempt 1),
+/// taken now.
+pub(super) fn start_events(run: &NewRun, extra: &[(&str, Option<String>)]) -> Vec<Statement> {
+    let mut happened = Vec::with_capacity(2 + extra.len());
+    happened.push((kind::CREATED, Some(run.task.clone())));
+    happened.extend(extra.iter().map(|(k, detail)| (*k, detail.clone())));
+    happened.push((kind::STARTED, Some("attempt 1".into())));
+    events(&run.run_id, &run.action_id, happened)
+}
+
+/// A new action (for a root action, its run too) with its first attempt, all running, and
+/// the events that opened it.
+pub(super) fn start_statements(
+    run: &NewRun,
+    host: Option<&str>,
+    opened: Vec<Statement>,
+) -> Vec<Statement> {
+    let mut statements = Vec::with_capacity(3 + opened.len());
+    let running = RowEnd::running();
+    if run.parent_id.is_none() {
+        statements.push(run_row(run, &running, host));
+    }
+    statements.extend([
+        action_row(run, &running),
+        attempt_row(
+            &run.run_id,
+            &run.action_id,
+            1,
+            run.started_at,
+            &run.inputs_uri,
+            &running,
+            None,
+        ),
+    ]);
+    statements.extend(opened);
+    statements
 }
 
 impl Records {
@@ -169,20 +273,7 @@ impl Records {
         extra: &[(&str, Option<String>)],
     ) -> Result<(), RecordsError> {
         let what = format!("starting action {} of run {}", run.action_id, run.run_id);
-        let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
-        let mut statements = Vec::with_capacity(5 + extra.len());
-        if run.parent_id.is_none() {
-            statements.push(run_row(run, PHASE_RUNNING, None, self.process()));
-        }
-        statements.extend([
-            action_row(run, PHASE_RUNNING, None, None),
-            attempt_row(id, action, 1, run.started_at, &run.inputs_uri),
-        ]);
-        let mut happened = Vec::with_capacity(2 + extra.len());
-        happened.push((kind::CREATED, Some(run.task.clone())));
-        happened.extend(extra.iter().map(|(k, detail)| (*k, detail.clone())));
-        happened.push((kind::STARTED, Some("attempt 1".into())));
-        statements.extend(events(id, action, happened));
+        let statements = start_statements(run, self.process(), start_events(run, extra));
         self.backend().transaction(&what, &statements).await?;
         Ok(())
     }
@@ -200,17 +291,12 @@ impl Records {
             run.action_id, run.run_id
         );
         let (id, action) = (run.run_id.as_str(), run.action_id.as_str());
-        let now = now_micros();
+        let succeeded = RowEnd::of(now_micros(), &Ok(outputs_uri.to_string()));
         let mut statements = Vec::with_capacity(5);
         if run.parent_id.is_none() {
-            statements.push(run_row(run, PHASE_SUCCEEDED, Some(now), self.process()));
+            statements.push(run_row(run, &succeeded, self.process()));
         }
-        statements.push(action_row(
-            run,
-            PHASE_SUCCEEDED,
-            Some(now),
-            Some(outputs_uri),
-        ));
+        statements.push(action_row(run, &succeeded));
         statements.extend(events(
             id,
             action,
@@ -277,92 +363,9 @@ impl Records {
         after: &AfterAttempt,
     ) -> Result<(), RecordsError> {
         let what = format!("finishing attempt {} of run {}", end.attempt, end.run_id);
-        let (id, action) = (end.run_id.as_str(), end.action_id.as_str());
-        let (phase, outputs_uri, error_kind, error_text): (&str, SqlValue, SqlValue, SqlValue) =
-            match &end.outcome {
-                Ok(uri) => (PHASE_SUCCEEDED, uri.into(), SqlValue::Null, SqlValue::Null),
-                Err((kind, text)) => (PHASE_FAILED, SqlValue::Null, kind.into(), text.into()),
-            };
-        let mut statements: Vec<Statement> = vec![(
-            "UPDATE attempts SET phase = $1, ended_at = $2, outputs_uri = $3, log_uri = $4, \
-             error_kind = $5, error_text = $6, instantiate_us = $7, call_us = $8 \
-             WHERE run_id = $9 AND action_id = $10 AND attempt = $11",
-            vec![
-                phase.into(),
-                end.ended_at.into(),
-                outputs_uri.clone(),
-                end.log_uri.as_deref().into(),
-                error_kind.clone(),
-                error_text.clone(),
-                end.instantiate_us.into(),
-                end.call_us.into(),
-                id.into(),
-                action.into(),
-                (end.attempt as i64).into(),
-            ],
-        )];
-        match after {
-            AfterAttempt::Retry {
-                next_attempt,
-                delay_ms,
-            } => {
-                let error = match &end.outcome {
-                    Err((kind, text)) => format!("{kind}: {text}"),
-                    Ok(_) => String::new(),
-                };
-                statements.push(event(
-                    id,
-                    action,
-                    kind::RETRY_SCHEDULED,
-                    Some(format!(
-                        "attempt {next_attempt} in {delay_ms} ms after attempt {} failed: {error}",
-                        end.attempt
-                    )),
-                ));
-            }
-            AfterAttempt::Final { cache } => {
-                statements.push((
-                    "UPDATE actions SET phase = $1, ended_at = $2, outputs_uri = $3, \
-                     error_kind = $4, error_text = $5 WHERE run_id = $6 AND id = $7",
-                    vec![
-                        phase.into(),
-                        end.ended_at.into(),
-                        outputs_uri,
-                        error_kind.clone(),
-                        error_text.clone(),
-                        id.into(),
-                        action.into(),
-                    ],
-                ));
-                if end.ends_run {
-                    statements.push((
-                        "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, \
-                         error_text = $4 WHERE id = $5",
-                        vec![
-                            phase.into(),
-                            end.ended_at.into(),
-                            error_kind,
-                            error_text,
-                            id.into(),
-                        ],
-                    ));
-                }
-                let mut happened = Vec::with_capacity(2);
-                if let Some(entry) = cache {
-                    statements.push(upsert_entry(entry));
-                    happened.push((
-                        kind::CACHE_WRITTEN,
-                        Some(format!("key {} ({})", entry.cache_key, entry.scope)),
-                    ));
-                }
-                happened.push(match &end.outcome {
-                    Ok(_) => (kind::SUCCEEDED, None),
-                    Err((kind, text)) => (kind::FAILED, Some(format!("{kind}: {text}"))),
-                });
-                statements.extend(events(id, action, happened));
-            }
-        }
-        self.backend().transaction(&what, &statements).await?;
+        self.backend()
+            .transaction(&what, &finish_statements(end, after))
+            .await?;
         Ok(())
     }
 
@@ -400,4 +403,99 @@ impl Records {
         self.backend().transaction(&what, &statements).await?;
         Ok(())
     }
+}
+
+/// The end of an attempt whose rows were written when it started: its updates, and what
+/// follows it.
+pub(super) fn finish_statements(end: &AttemptEnd, after: &AfterAttempt) -> Vec<Statement> {
+    let (id, action) = (end.run_id.as_str(), end.action_id.as_str());
+    let row_end = RowEnd::of(end.ended_at, &end.outcome);
+    let mut statements: Vec<Statement> = vec![(
+        "UPDATE attempts SET phase = $1, ended_at = $2, outputs_uri = $3, log_uri = $4, \
+         error_kind = $5, error_text = $6, instantiate_us = $7, call_us = $8 \
+         WHERE run_id = $9 AND action_id = $10 AND attempt = $11",
+        vec![
+            row_end.phase.into(),
+            end.ended_at.into(),
+            row_end.outputs_uri.clone(),
+            end.log_uri.as_deref().into(),
+            row_end.error_kind.clone(),
+            row_end.error_text.clone(),
+            end.instantiate_us.into(),
+            end.call_us.into(),
+            id.into(),
+            action.into(),
+            (end.attempt as i64).into(),
+        ],
+    )];
+    match after {
+        AfterAttempt::Retry {
+            next_attempt,
+            delay_ms,
+        } => {
+            let error = match &end.outcome {
+                Err((kind, text)) => format!("{kind}: {text}"),
+                Ok(_) => String::new(),
+            };
+            statements.push(event(
+                id,
+                action,
+                kind::RETRY_SCHEDULED,
+                Some(format!(
+                    "attempt {next_attempt} in {delay_ms} ms after attempt {} failed: {error}",
+                    end.attempt
+                )),
+            ));
+        }
+        AfterAttempt::Final { cache } => {
+            statements.push((
+                "UPDATE actions SET phase = $1, ended_at = $2, outputs_uri = $3, \
+                 error_kind = $4, error_text = $5 WHERE run_id = $6 AND id = $7",
+                vec![
+                    row_end.phase.into(),
+                    end.ended_at.into(),
+                    row_end.outputs_uri.clone(),
+                    row_end.error_kind.clone(),
+                    row_end.error_text.clone(),
+                    id.into(),
+                    action.into(),
+                ],
+            ));
+            if end.ends_run {
+                statements.push((
+                    "UPDATE runs SET phase = $1, ended_at = $2, error_kind = $3, \
+                     error_text = $4 WHERE id = $5",
+                    vec![
+                        row_end.phase.into(),
+                        end.ended_at.into(),
+                        row_end.error_kind,
+                        row_end.error_text,
+                        id.into(),
+                    ],
+                ));
+            }
+            statements.extend(closing_statements(end, cache.as_deref()));
+        }
+    }
+    statements
+}
+
+/// What an action's final attempt adds to its rows: the cache entry, if it writes one, and
+/// the events that close the action.
+pub(super) fn closing_statements(end: &AttemptEnd, cache: Option<&CacheEntry>) -> Vec<Statement> {
+    let mut statements = Vec::with_capacity(2);
+    let mut happened = Vec::with_capacity(2);
+    if let Some(entry) = cache {
+        statements.push(upsert_entry(entry));
+        happened.push((
+            kind::CACHE_WRITTEN,
+            Some(format!("key {} ({})", entry.cache_key, entry.scope)),
+        ));
+    }
+    happened.push(match &end.outcome {
+        Ok(_) => (kind::SUCCEEDED, None),
+        Err((kind, text)) => (kind::FAILED, Some(format!("{kind}: {text}"))),
+    });
+    statements.extend(events(&end.run_id, &end.action_id, happened));
+    statements
 }

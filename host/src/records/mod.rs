@@ -10,6 +10,7 @@ mod combined;
 pub mod events;
 mod gc;
 pub mod heartbeat;
+mod held_start;
 mod lifecycle;
 pub mod liveness;
 mod prepared;
@@ -24,6 +25,7 @@ pub use backend::{Backend, Kind, SqlValue};
 pub use cache::CacheEntry;
 pub use events::EventRecord;
 pub use gc::PurgeCandidate;
+pub use held_start::{HeldStart, StartRecord};
 pub use lifecycle::{AfterAttempt, AttemptEnd, NewRun};
 pub use runs::{
     ActionRecord, AttemptRecord, RunFilter, RunRecord, PHASE_FAILED, PHASE_LOST, PHASE_RUNNING,
