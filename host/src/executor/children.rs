@@ -667,7 +667,6 @@ async fn start_new(
         limits: &action.limits,
         inputs_path: &inputs_path,
         stored,
-        hold_start: false,
     };
     match begin_action(ctx, start).await.map_err(host_err)? {
         Begun::Answered(outputs) => Ok(Started::Answered(outputs)),

@@ -165,7 +165,6 @@ pub async fn execute(
         limits: &limits,
         inputs_path: &inputs_path,
         stored: stored_bytes,
-        hold_start: true,
     };
     let (inputs_uri, reserved, start) = match begin_action(ctx, start).await? {
         Begun::Answered(outputs) => {
@@ -251,18 +250,15 @@ pub(crate) struct NewAction<'a> {
     pub inputs_path: &'a str,
     /// The inputs document as stored (offloaded values as references).
     pub stored: Vec<u8>,
-    /// Hold the start back until the first attempt waits or ends (see `records::StartRecord`),
-    /// instead of writing it before the attempt.
-    pub hold_start: bool,
 }
 
 /// How a new action began.
 pub(crate) enum Begun {
     /// The cache answered: the action is recorded as a hit and nothing runs.
     Answered(BTreeMap<String, Value>),
-    /// The action is recorded running (or its start is held in `start`) with its inputs
-    /// document at `inputs_uri`; `reserved` when it holds the key of a serialized cache (to be
-    /// given back when it ends).
+    /// The action's start is ready in `start` (held), with its inputs document at
+    /// `inputs_uri`; `reserved` when it holds the key of a serialized cache (to be given back
+    /// when it ends).
     Recorded {
         inputs_uri: String,
         reserved: bool,
@@ -271,9 +267,9 @@ pub(crate) enum Begun {
 }
 
 /// Begins an action (a run's root or a child): answers it from its cache when it caches and
-/// an entry is usable, else stores its inputs document and records it running, with the
-/// events `created`, `cache-miss` (and why) and `started`, in one transaction (or holds that
-/// start back, with `hold_start`).
+/// an entry is usable, else stores its inputs document and makes its start ready (running,
+/// with the events `created`, `cache-miss` (and why) and `started`), held until its first
+/// attempt waits or ends (`records::StartRecord`).
 pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result<Begun, RunError> {
     let NewAction {
         mut record,
@@ -283,9 +279,7 @@ pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result
         limits,
         inputs_path,
         stored,
-        hold_start,
     } = new;
-    let run_id = record.run_id.clone();
     let mut extra_events = Vec::new();
     let mut reserved = false;
     if let Some(plan) = plan {
@@ -324,31 +318,24 @@ pub(crate) async fn begin_action(ctx: &RunContext, new: NewAction<'_>) -> Result
             }
         }
     }
-    let recorded = async {
-        record.inputs_uri = ctx.store.put(inputs_path, stored).await?;
-        let inputs_uri = record.inputs_uri.clone();
-        if hold_start {
-            return Ok((inputs_uri, StartRecord::held(record, &extra_events)));
+    match ctx.store.put(inputs_path, stored).await {
+        Ok(inputs_uri) => {
+            record.inputs_uri = inputs_uri.clone();
+            Ok(Begun::Recorded {
+                inputs_uri,
+                reserved,
+                start: StartRecord::held(record, &extra_events),
+            })
         }
-        ctx.records.create_action(&record, &extra_events).await?;
-        Ok::<_, RunError>((inputs_uri, StartRecord::written()))
-    }
-    .await;
-    match recorded {
-        Ok((inputs_uri, start)) => Ok(Begun::Recorded {
-            inputs_uri,
-            reserved,
-            start,
-        }),
         Err(e) => {
             // Given back, or waiting runs would wait for a run that never writes its entry.
             if let Some(plan) = plan.filter(|_| reserved) {
                 let _ = ctx
                     .records
-                    .cache_release(&plan.key, &plan.scope, &run_id)
+                    .cache_release(&plan.key, &plan.scope, &record.run_id)
                     .await;
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }
