@@ -69,8 +69,13 @@ impl Encoder {
     fn new(format: FrameFormat, schema: &SchemaRef, out: Encoded) -> Result<Encoder, String> {
         Ok(match format {
             FrameFormat::Parquet => {
+                // Snappy and column-chunk statistics, as pyarrow writes by default (what a
+                // Flyte user gets); not the page index arrow-rs adds by default, which pyarrow
+                // leaves out unless asked (`write_page_index`) and which costs the encoder a
+                // min/max per page.
                 let mut props = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY);
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk);
                 // Floats rarely repeat: trying a dictionary for them costs time for nothing
                 // (measured: 2.4 -> 1.8 ms/MB on the 1M x 4 float64 hand-off).
                 for field in schema.fields() {
@@ -296,6 +301,24 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(rows(threaded), rows(bytes));
+    }
+
+    #[tokio::test]
+    async fn a_parquet_frame_carries_column_chunk_statistics_and_no_page_index() {
+        use parquet::file::reader::FileReader;
+        let bytes = encode(FrameFormat::Parquet, 3, 1000).await;
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let metadata = reader.metadata();
+        let chunk = metadata.row_group(0).column(0);
+        match chunk.statistics() {
+            Some(parquet::file::statistics::Statistics::Double(s)) => {
+                assert_eq!((s.min_opt(), s.max_opt()), (Some(&0.0), Some(&2999.0)));
+            }
+            other => panic!("expected float64 min/max of the chunk, got {other:?}"),
+        }
+        // As pyarrow by default: readers prune row groups by these; no column index.
+        assert_eq!(chunk.column_index_offset(), None);
     }
 
     #[tokio::test]

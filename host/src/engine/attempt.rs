@@ -216,8 +216,16 @@ fn new_store(
             ctx.data_mut().deadline_hit = true;
             return Err(wasmtime::Error::msg("deadline exceeded"));
         }
-        // Yield at every tick so a busy guest does not hold a runtime worker to itself.
-        Ok(UpdateDeadline::Yield(1))
+        // Yield at every tick so a busy guest does not hold a runtime worker to itself, through
+        // tokio's own yield, which lets the runtime look at its timers and I/O before the guest
+        // goes on: wasmtime's plain yield wakes the task at once, and a runtime polls its
+        // drivers only every 61 tasks it runs while tasks are ready, so spinning guests held
+        // back the host's heartbeats and other runs' I/O by up to 61 ticks (CI saw a run's
+        // heartbeats stop 136 ms before its end at a 20 ms interval).
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
     });
     store
 }
