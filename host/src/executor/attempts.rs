@@ -16,7 +16,7 @@ use super::offload::offload;
 use super::{RunError, RunFailure, RunTimings};
 use crate::data::{AttemptPrefix, DataError, DataSession};
 use crate::engine::{AttemptFailure, AttemptLimits, LoadedComponent};
-use crate::records::{now_micros, AfterAttempt, AttemptEnd, StartRecord};
+use crate::records::{now_micros, AfterAttempt, AttemptEnd, Records, StartRecord};
 use crate::spec::TaskSpec;
 use crate::traces::{TraceSession, TracedAttempt};
 use crate::values::reference::{collect_refs, map_refs, RefMeta};
@@ -119,7 +119,7 @@ pub async fn run_attempts(
         // Pinned where it is made: a future this size costs a copy each time it moves.
         let work = pin!(ended_attempt(ctx, action, attempt, &prefix));
         let (mut outcome, stored, log_uri) =
-            writing_start_once_waiting(&action.start, ctx, work).await?;
+            writing_start_once_waiting(&action.start, &ctx.records, work).await?;
         let retry = match &stored {
             Err(f) if worth_retrying(f) && failed < action.spec.retry.retries => {
                 Some(retry_delay(action.spec, failed + 1))
@@ -177,18 +177,21 @@ pub async fn run_attempts(
 /// start in one transaction, any other is seen running from the moment it waits.
 async fn writing_start_once_waiting<T>(
     start: &StartRecord,
-    ctx: &RunContext,
+    records: &Records,
     mut work: Pin<&mut impl Future<Output = Result<T, RunError>>>,
 ) -> Result<T, RunError> {
     match poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
         Poll::Ready(Ok(done)) => Ok(done),
         // Recorded as the plain way would have left it: running, when the host failed it.
         Poll::Ready(Err(e)) => {
-            start.write(&ctx.records).await?;
+            start.write(records).await?;
             Err(e)
         }
         Poll::Pending => {
-            start.write(&ctx.records).await?;
+            // Not `write`: if a future inside `work` holds the start's lock (recording a trace
+            // on a database that answers later), waiting for it here, without polling `work`,
+            // would wait forever; that writer finishes the job.
+            start.write_unless_busy(records).await?;
             work.await
         }
     }
@@ -413,4 +416,48 @@ pub(crate) fn check_refs(
             _ => meta,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::NewRun;
+
+    /// The attempt's poller finds the attempt pending while a future inside it holds the start's
+    /// lock, writing it on a database that answers later (sqlx answers from its own thread, as
+    /// PostgreSQL does over the network): it must go on polling, not wait for the lock.
+    #[tokio::test]
+    async fn an_attempt_writing_its_start_itself_is_not_blocked_by_its_poller() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlx+sqlite://{}/a.db?mode=rwc", dir.path().display());
+        let records = Records::connect(&url).await.unwrap();
+        let start = StartRecord::held(
+            NewRun {
+                run_id: "r1".into(),
+                parent_id: None,
+                project: "p".into(),
+                domain: "d".into(),
+                component_digest: "c".into(),
+                task: "t".into(),
+                action_id: "a0".into(),
+                started_at: 1,
+                inputs_uri: "memory:///r1/inputs.msgpack".into(),
+                raw_data_path: None,
+                cache_key: None,
+                cache_status: "disabled".into(),
+            },
+            &[],
+        );
+        let work = pin!(async {
+            start.write(&records).await?;
+            Ok::<_, RunError>(7)
+        });
+        let polled = writing_start_once_waiting(&start, &records, work);
+        let done = tokio::time::timeout(Duration::from_secs(20), polled)
+            .await
+            .expect("the poller waited for a lock its own attempt held");
+        assert_eq!(done.unwrap(), 7);
+        let (run, _, attempts) = records.run("r1").await.unwrap().expect("written once");
+        assert_eq!((run.phase.as_str(), attempts.len()), ("running", 1));
+    }
 }

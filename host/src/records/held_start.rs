@@ -74,11 +74,35 @@ impl StartRecord {
         Ok(())
     }
 
+    /// Writes the start if it is still held and nobody is writing it now. For a caller that
+    /// cannot wait for the lock: the attempt's own poller, since whoever holds it may be a
+    /// future inside the attempt (a trace being recorded), which moves only when polled.
+    pub async fn write_unless_busy(&self, records: &Records) -> Result<(), RecordsError> {
+        match self.0.try_lock() {
+            Ok(mut state) => write_held(&mut state, records).await,
+            Err(_) => Ok(()),
+        }
+    }
+
     /// The start, if it is still held, for the caller to write with the attempt's end; after
     /// this nothing else writes it.
     pub async fn take(&self) -> Option<HeldStart> {
         self.0.lock().await.take()
     }
+}
+
+/// Writes the start in `state` if it is still there (the caller holds the lock).
+async fn write_held(state: &mut Option<HeldStart>, records: &Records) -> Result<(), RecordsError> {
+    if let Some(held) = state.as_ref() {
+        let what = format!(
+            "starting action {} of run {}",
+            held.run.action_id, held.run.run_id
+        );
+        let statements = start_statements(&held.run, records.process(), held.opened.clone());
+        records.backend().transaction(&what, &statements).await?;
+        *state = None;
+    }
+    Ok(())
 }
 
 impl Records {
