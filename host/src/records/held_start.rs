@@ -61,17 +61,7 @@ impl StartRecord {
 
     /// Writes the start if it is still held; later callers wait for a write in flight.
     pub async fn write(&self, records: &Records) -> Result<(), RecordsError> {
-        let mut state = self.0.lock().await;
-        if let Some(held) = state.as_ref() {
-            let what = format!(
-                "starting action {} of run {}",
-                held.run.action_id, held.run.run_id
-            );
-            let statements = start_statements(&held.run, records.process(), held.opened.clone());
-            records.backend().transaction(&what, &statements).await?;
-            *state = None;
-        }
-        Ok(())
+        write_held(&mut *self.0.lock().await, records).await
     }
 
     /// Writes the start if it is still held and nobody is writing it now. For a caller that
