@@ -45,7 +45,7 @@ pub struct HeldStart {
 pub struct StartRecord(tokio::sync::Mutex<Option<HeldStart>>);
 
 impl StartRecord {
-    /// A start already in the records (a child action, a resumed run).
+    /// A start already in the records (a resumed run, a reopened child), or not made yet.
     pub fn written() -> Arc<StartRecord> {
         Arc::new(StartRecord(tokio::sync::Mutex::new(None)))
     }
