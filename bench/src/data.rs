@@ -5,7 +5,8 @@
 //!   natively; then the peak memory above idle while a guest reads a 4 GiB (sparse) file.
 //! - `sluice-bench frames [rows]`: the DataFrame hand-off of the Flyte peer (rows x 4 float64,
 //!   producer task -> consumer task summing one column) for Parquet and Arrow IPC: overhead
-//!   beyond the task bodies in ms/MB, beside Flyte v2 local.
+//!   beyond both task bodies in ms/MB, beside Flyte v2 local. On the peer's data (uniform
+//!   floats, which the goals are set on) and on sequences that compress well, for comparison.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,16 @@ const CHUNK_KIB: i64 = 1024;
 const PEAK_FILE_BYTES: u64 = 4 << 30;
 /// Repetitions of each DataFrame case (the median is reported).
 const FRAME_REPS: usize = 5;
+/// Overrides [`FRAME_REPS`] (more repetitions for a profiler to see the steady state).
+const FRAME_REPS_ENV: &str = "SLUICE_BENCH_FRAME_REPS";
+
+fn frame_reps() -> usize {
+    std::env::var(FRAME_REPS_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(FRAME_REPS)
+}
 
 async fn durable_host(home: &Path) -> Host {
     Host::builder()
@@ -202,6 +213,38 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
+/// One data set of the hand-off: the fixture's tasks that build it and the goals it is held to.
+struct FrameData {
+    /// Its name for `SLUICE_BENCH_ONLY`.
+    name: &'static str,
+    what: &'static str,
+    /// Builds the batches and sums column a, writing nothing (both task bodies).
+    bodies: &'static str,
+    parquet: &'static str,
+    ipc: &'static str,
+    /// Whether the goals apply (they are set on the peer's data).
+    goals: bool,
+}
+
+const FRAME_DATA: [FrameData; 2] = [
+    FrameData {
+        name: "uniform",
+        what: "uniform values in [0, 1), as the Flyte peer's rng.random (goals apply)",
+        bodies: "build_uniform",
+        parquet: "uniform_parquet",
+        ipc: "uniform_ipc",
+        goals: true,
+    },
+    FrameData {
+        name: "sequences",
+        what: "sequences a = i, b = 2i, c = i/2, d = 1 (compress well; for comparison)",
+        bodies: "build_only",
+        parquet: "produce_parquet",
+        ipc: "produce_ipc",
+        goals: false,
+    },
+];
+
 pub async fn frames(rows: usize) {
     let home = super::bench_home();
     let host = durable_host(home.path()).await;
@@ -212,83 +255,96 @@ pub async fn frames(rows: usize) {
     // Column data as Flyte's peer counts it (4 float64 columns; pandas adds a 128-byte index).
     let mb = (rows * 4 * 8) as f64 / 1e6;
     let rows_value = rows as i64;
-
-    let mut body = Vec::new();
-    for _ in 0..FRAME_REPS {
-        body.push(
-            timed_run(
-                &host,
-                &env,
-                RunRequest::new("build_only").input("rows", rows_value),
-            )
-            .await
-            .0,
-        );
-    }
-    let body = median(body);
-
+    let reps = frame_reps();
     let (hash_ms, write_ms) = native_store_ms(home.path(), rows * 4 * 8);
     let peer = peer::flyte_dataframe(rows);
-    println!("DataFrame hand-off, {rows} rows x 4 float64 ({mb:.1} MB): producer task -> consumer summing one column (release build, durable host, median of {FRAME_REPS})");
-    println!(
-        "  producer body alone (build_only, same batches, nothing written): {:.1} ms",
-        body.as_secs_f64() * 1e3
-    );
+    println!("DataFrame hand-off, {rows} rows x 4 float64 ({mb:.1} MB): producer task -> consumer summing one column; overhead = producer + consumer - both task bodies, as the peer counts it (release build, durable host, median of {reps})");
     println!(
         "  the host storing {mb:.1} MB natively (this disk, this run): SHA-256 {hash_ms:.1} ms = {:.2} ms/MB, writing a new file {write_ms:.1} ms = {:.2} ms/MB",
         hash_ms / mb,
         write_ms / mb
     );
-    // `SLUICE_BENCH_ONLY=parquet` or `=arrow-ipc` runs that format alone (for profilers).
+    // `SLUICE_BENCH_ONLY=parquet` or `=arrow-ipc` runs that format alone, and `=uniform` or
+    // `=sequences` one data set (for profilers).
     let only = std::env::var("SLUICE_BENCH_ONLY").ok();
-    for (producer, format, goal) in [
-        ("produce_parquet", "parquet", 1.5),
-        ("produce_ipc", "arrow-ipc", 0.3),
-    ] {
-        if only.as_deref().is_some_and(|only| only != format) {
+    let only_format = only
+        .as_deref()
+        .filter(|o| ["parquet", "arrow-ipc"].contains(o));
+    let only_data = only
+        .as_deref()
+        .filter(|o| FRAME_DATA.iter().any(|d| d.name == *o));
+    for data in &FRAME_DATA {
+        if only_data.is_some_and(|o| o != data.name) {
             continue;
         }
-        let mut produce = Vec::new();
-        let mut consume = Vec::new();
-        for _ in 0..FRAME_REPS {
-            let (t, df) = timed_run(
-                &host,
-                &env,
-                RunRequest::new(producer).input("rows", rows_value),
-            )
-            .await;
-            produce.push(t);
-            let (t, sum) = timed_run(
-                &host,
-                &env,
-                RunRequest::new("sum_column")
+        let mut body = Vec::new();
+        let mut expected = 0.0;
+        for _ in 0..reps {
+            let req = RunRequest::new(data.bodies).input("rows", rows_value);
+            let (t, sum) = timed_run(&host, &env, req).await;
+            body.push(t);
+            // What the consumer must find in the frame: the same column summed in the same
+            // batches before any frame was written.
+            expected = match sum {
+                Value::Float(sum) => sum,
+                other => panic!(
+                    "{}: expected the sum of column a, got {other:?}",
+                    data.bodies
+                ),
+            };
+        }
+        let body = median(body);
+        println!(
+            "  {}: both bodies alone ({}: the same batches built, column a summed, nothing written) {:.1} ms",
+            data.what,
+            data.bodies,
+            body.as_secs_f64() * 1e3
+        );
+        for (producer, format, goal) in
+            [(data.parquet, "parquet", 1.5), (data.ipc, "arrow-ipc", 0.3)]
+        {
+            if only_format.is_some_and(|o| o != format) {
+                continue;
+            }
+            let mut produce = Vec::new();
+            let mut consume = Vec::new();
+            for _ in 0..reps {
+                let req = RunRequest::new(producer).input("rows", rows_value);
+                let (t, df) = timed_run(&host, &env, req).await;
+                produce.push(t);
+                let req = RunRequest::new("sum_column")
                     .input("df", df)
                     .input("column", "a")
-                    .input("batch_rows", 65_536i64),
-            )
-            .await;
-            consume.push(t);
-            let expected = (rows_value * (rows_value - 1) / 2) as f64;
-            let got = sluice_host::values::json::to_json(&sum)["sum"].as_f64();
-            assert_eq!(got, Some(expected), "the consumer's sum");
+                    .input("batch_rows", 65_536i64);
+                let (t, sum) = timed_run(&host, &env, req).await;
+                consume.push(t);
+                let got = sluice_host::values::json::to_json(&sum)["sum"].as_f64();
+                let close = got.is_some_and(|g| (g - expected).abs() <= expected.abs() * 1e-9);
+                assert!(close, "the consumer's sum: {got:?}, expected {expected}");
+            }
+            let (produce, consume) = (median(produce), median(consume));
+            let overhead = (produce + consume).saturating_sub(body);
+            let per_mb = overhead.as_secs_f64() * 1e3 / mb;
+            let verdict = if !data.goals {
+                "no goal on this data".to_string()
+            } else {
+                let met = if per_mb <= goal { "met" } else { "NOT met" };
+                let versus = match &peer {
+                    Ok((fdf, pd)) => format!(
+                        "Flyte v2 local (same run): {fdf:.2} ms/MB flyte.io.DataFrame, {pd:.2} ms/MB pd.DataFrame: sluice {:.1}x less",
+                        fdf / per_mb
+                    ),
+                    Err(why) => format!("Flyte not measured: {why}"),
+                };
+                format!("goal <= {goal} ms/MB: {met} | {versus}")
+            };
+            println!(
+                "    {format:<9} producer {:>6.1} ms  consumer {:>6.1} ms | overhead {:>6.1} ms = {per_mb:.2} ms/MB | {verdict}",
+                produce.as_secs_f64() * 1e3,
+                consume.as_secs_f64() * 1e3,
+                overhead.as_secs_f64() * 1e3,
+            );
         }
-        let (produce, consume) = (median(produce), median(consume));
-        let overhead = (produce + consume).saturating_sub(body);
-        let per_mb = overhead.as_secs_f64() * 1e3 / mb;
-        let versus = match &peer {
-            Ok((fdf, pd)) => format!(
-                "Flyte v2 local (same run): {fdf:.2} ms/MB flyte.io.DataFrame, {pd:.2} ms/MB pd.DataFrame: sluice {:.1}x less",
-                fdf / per_mb
-            ),
-            Err(why) => format!("Flyte not measured: {why}"),
-        };
-        println!(
-            "  {format:<9} producer {:>6.1} ms  consumer {:>6.1} ms | overhead {:>6.1} ms = {per_mb:.2} ms/MB | goal <= {goal} ms/MB: {} | {versus}",
-            produce.as_secs_f64() * 1e3,
-            consume.as_secs_f64() * 1e3,
-            overhead.as_secs_f64() * 1e3,
-            if per_mb <= goal { "met" } else { "NOT met" },
-        );
     }
 }
 

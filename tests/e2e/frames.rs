@@ -5,7 +5,7 @@ use sluice_host::values::json::to_json;
 use sluice_host::values::reference::RefMeta;
 use sluice_host::values::{RefKind, Value};
 use sluice_host::RunOutcome;
-use sluice_tests::{reference_of, run_fixture, single_output, test_host, TestHost};
+use sluice_tests::{read_object, reference_of, run_fixture, single_output, test_host, TestHost};
 
 async fn run(t: &TestHost, task: &str, inputs: Vec<(&str, Value)>) -> RunOutcome {
     run_fixture(t, "frames", task, inputs).await
@@ -45,7 +45,17 @@ async fn produce_and_sum(t: &TestHost, producer: &str, format: &str, rows: i64, 
     assert_eq!(df.format.as_deref(), Some(format));
     assert_eq!(df.rows, Some(rows as u64));
     assert_eq!(df.columns, four_float_columns());
-    assert!(df.size.unwrap() > 0 && df.sha256.is_some());
+    // Size and SHA-256 are the stored bytes' (the host hashed them while storing: on two
+    // threads for IPC, one that writes and hashes for Parquet, once past 1 MiB).
+    let stored = read_object(&t.host, &df.uri).await;
+    assert!(
+        stored.len() > 1 << 20,
+        "{} bytes: big enough for the storing threads",
+        stored.len()
+    );
+    assert_eq!(df.size, Some(stored.len() as u64));
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored));
+    assert_eq!(df.sha256.as_deref(), Some(digest.as_str()));
 
     let sum = run(
         t,

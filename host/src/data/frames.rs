@@ -19,6 +19,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::encoder::FrameEncoder;
 use super::ipc_append::{plain_batches, BatchMessage, IpcFileLayout};
+use super::objects::StoreThreads;
 use super::{DataError, ObjectWriter};
 use crate::values::reference::{schema_difference, RefMeta};
 use crate::values::RefKind;
@@ -405,7 +406,15 @@ pub struct FrameWriter {
 }
 
 impl FrameWriter {
-    pub fn new(sink: ObjectWriter, format: FrameFormat, declared: Vec<(String, String)>) -> Self {
+    pub fn new(
+        mut sink: ObjectWriter,
+        format: FrameFormat,
+        declared: Vec<(String, String)>,
+    ) -> Self {
+        if matches!(format, FrameFormat::Parquet | FrameFormat::Csv) {
+            // The host encodes these on a thread of its own (`encoder.rs`).
+            sink.set_store_threads(StoreThreads::WriteThenHash);
+        }
         FrameWriter {
             sink,
             format,
