@@ -375,9 +375,10 @@ impl Stage {
     /// Starts the threads: one continuing `hasher`, and one writing `file` when there is one,
     /// or a single thread doing both as `threads` says.
     fn threaded(hasher: Sha256, file: Option<std::fs::File>, threads: StoreThreads) -> Stage {
-        let file = match (file, threads) {
+        // The hashing thread, and the file still to be written by a thread of its own.
+        let (hashing, file) = match (file, threads) {
             (Some(file), StoreThreads::WriteThenHash) => {
-                return match Worker::spawn(
+                let store = Worker::spawn(
                     "sluice-store",
                     (hasher, file),
                     |(hasher, file), chunk| {
@@ -391,25 +392,22 @@ impl Stage {
                         drop(file); // closed before the object is placed
                         hasher
                     },
-                ) {
-                    Ok(hasher) => Stage::Threaded {
-                        hasher,
-                        writer: None,
-                    },
-                    Err(e) => Stage::Broken(e.kind(), format!("starting a storing thread: {e}")),
-                };
+                );
+                (store, None)
             }
-            (file, _) => file,
+            (file, _) => {
+                let hash = Worker::spawn(
+                    "sluice-hash",
+                    hasher,
+                    |h, chunk| {
+                        h.update(chunk);
+                        Ok(())
+                    },
+                    |h| h,
+                );
+                (hash, file)
+            }
         };
-        let hashing = Worker::spawn(
-            "sluice-hash",
-            hasher,
-            |h, chunk| {
-                h.update(chunk);
-                Ok(())
-            },
-            |h| h,
-        );
         let writing = file
             .map(|f| Worker::spawn("sluice-write", f, |f, chunk| f.write_all(chunk), drop))
             .transpose();
